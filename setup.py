@@ -1,0 +1,30 @@
+"""ament_python package exlow_pose_ros: the ROS 2 nodes and the pure-Python core they wrap."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "exlow_pose_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="exlow_pose maintainers",
+    maintainer_email="maintainers@exlow-pose.invalid",
+    description="Human 2D pose of tiny people from 16x16 crop histories (PTEN), for ROS 2.",
+    license="AGPL-3.0-or-later",
+    entry_points={
+        "console_scripts": [
+            "exlow_pose_demo = exlow_pose_ros.demo:main",
+        ],
+    },
+)

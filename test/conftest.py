@@ -1,0 +1,59 @@
+"""Test-wide settings: each test run talks DDS in its own domain, on this machine only."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+# Set before anything imports rclpy; child processes inherit it. EXLOW_TEST_DOMAIN_ID pins it.
+os.environ["ROS_DOMAIN_ID"] = os.environ.get("EXLOW_TEST_DOMAIN_ID") or str(1 + os.getpid() % 100)
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(TEST_DIR))
+
+
+class RosTestNode:
+    """A node in its own rclpy context, with an executor to spin it."""
+
+    def __init__(self, name: str) -> None:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin_until(self, done, timeout: float, check=lambda: None) -> bool:
+        """Spin until `done()` is true (True) or `timeout` seconds pass (False); `check()` may raise."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                return False
+            check()
+            self.executor.spin_once(timeout_sec=0.05)
+        return True
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+@pytest.fixture
+def ros(request):
+    """A fresh rclpy context and node for one test, shut down afterwards."""
+    name = "test_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:48]
+    test_node = RosTestNode(name)
+    try:
+        yield test_node
+    finally:
+        test_node.close()
