@@ -55,7 +55,7 @@ if ! step_is_current msgs "$msgs_hash"; then
   log "building exlow_pose_msgs"
   "$venv/bin/python" "$repo/scripts/fix_ros_wheel_cmake.py" "$venv"
   build="$repo/build/exlow_pose_msgs"
-  rm -rf "$build"
+  rm -rf "$build" && mkdir -p "$repo/build"
   cmake -S "$repo/exlow_pose_msgs" -B "$build" -DCMAKE_INSTALL_PREFIX="$venv" \
     -DCMAKE_PREFIX_PATH="$venv" -DPython3_EXECUTABLE="$venv/bin/python" -DBUILD_TESTING=OFF \
     >"$build.log" 2>&1 || { tail -30 "$build.log"; die "cmake configure failed (log: $build.log)"; }
