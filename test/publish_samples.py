@@ -12,6 +12,7 @@ import sys
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
 from ros_samples import interface_types, samples, topic_for
 
 

@@ -7,8 +7,9 @@ import signal
 import subprocess
 import sys
 
-from conftest import TEST_DIR
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from conftest import TEST_DIR
 from ros_samples import interface_types, samples, topic_for
 
 COUNT = 6

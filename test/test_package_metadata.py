@@ -14,6 +14,7 @@ import pytest
 import yaml
 from ament_index_python.packages import get_packages_with_prefixes
 from catkin_pkg.package import parse_package
+
 from conftest import REPO
 
 PYTHON_SOURCES = sorted((REPO / "exlow_pose_ros").rglob("*.py"))

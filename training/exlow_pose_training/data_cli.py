@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 SUBCOMMANDS = {
     "teacher": ("exlow_pose_training.teacher_dataset", "pseudo-labelled dataset from videos (paper Sec. 4.1)"),
@@ -18,15 +19,19 @@ SUBCOMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="exlow-pose-data", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    modules = {}
+    # Import only the chosen subcommand: each pulls in heavy packages (ultralytics, scipy, torch).
+    chosen = next((a for a in argv if a in SUBCOMMANDS), None)
+    module = None
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
-        modules[name] = module
-        module.add_arguments(commands.add_parser(name, help=help_text, description=help_text))
+        subparser = commands.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(subparser)
     args = parser.parse_args(argv)
-    return int(modules[args.command].run(args) or 0)
+    return int(module.run(args) or 0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,39 @@
+"""Torch backend: runs a training checkpoint directly (needs the exlow_pose_training package)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..model_contract import contract
+from .base import BackendError, PoseBackend
+
+
+class TorchBackend(PoseBackend):
+    name = "torch"
+
+    def __init__(self, checkpoint_path: str | Path, device: str = "cpu", threads: int = 0) -> None:
+        try:
+            import torch
+
+            from exlow_pose_training.checkpoints import load_model
+        except ImportError as error:
+            raise BackendError(f"backend 'torch' needs torch and the exlow_pose_training package ({error}); "
+                               "use backend 'onnxruntime' with an exported model instead") from None
+        path = Path(checkpoint_path)
+        if not path.is_file():
+            raise BackendError(f"checkpoint {path} not found: train one with exlow-pose-train or use an .onnx model")
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            self.model, method = load_model(path, device)
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise BackendError(f"cannot load checkpoint {path}: {error}") from None
+        self.device = device
+        self.contract = contract(method)
+        self._torch = torch
+
+    def _infer(self, crops: np.ndarray) -> np.ndarray:
+        with self._torch.inference_mode():
+            return self.model(self._torch.from_numpy(crops).to(self.device)).float().cpu().numpy()

@@ -1,0 +1,66 @@
+"""The contract of an exlow_pose ONNX model, stored in its metadata so a C++ or Jetson user needs
+nothing else (README, "Model contract").
+
+Input  `crops`: float32 [N, 5, 3, 16, 16]: for each of N tracks, its last 5 crops (oldest first),
+       RGB, values in [0, 1], each cut by the crop convention (README; exlow_pose_ros.crop).
+Output `poses`: float32 [N, 5, 17, 2]: the 5 frames' COCO-17 keypoints (x, y) in crop coordinates,
+       [-1, 1] over each frame's own crop region. Read index 2 (the centre frame, the paper's output,
+       two frames of delay) or index 4 (the newest frame, no delay).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .crop import CROP_MARGIN, CROP_SIZE, FILL_VALUE
+from .keypoints import COCO17_NAMES
+from .windows import OUTPUT_INDEX, WINDOW_LENGTH
+
+CONTRACT_KEY = "exlow_pose.contract"
+CONTRACT_VERSION = 1
+INPUT_NAME = "crops"
+OUTPUT_NAME = "poses"
+ONNX_OPSET = 18
+
+
+class ModelContractError(ValueError):
+    """The model's metadata is missing or does not match what this code feeds and reads."""
+
+
+def contract(method: str, **extra: Any) -> dict[str, Any]:
+    """The contract stored in an exported model's metadata under CONTRACT_KEY."""
+    return {
+        "contract_version": CONTRACT_VERSION,
+        "method": method,
+        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["N", WINDOW_LENGTH, 3, CROP_SIZE, CROP_SIZE],
+                  "layout": "N, frame (oldest first), channel (R, G, B), row, column", "range": [0.0, 1.0]},
+        "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["N", WINDOW_LENGTH, len(COCO17_NAMES), 2],
+                   "units": "crop coordinates: [-1, 1] over each frame's crop region, (x, y)",
+                   "frame_index": dict(OUTPUT_INDEX)},
+        "crop": {"size": CROP_SIZE, "margin": CROP_MARGIN, "fill": FILL_VALUE, "interpolation": "area",
+                 "rounding": "floor(t + 0.5)", "colour": "rgb"},
+        "keypoints": {"layout": "coco17", "names": list(COCO17_NAMES)},
+        **extra,
+    }
+
+
+def parse_contract(metadata: Mapping[str, str], source: str) -> dict[str, Any]:
+    """Read and check the contract from a model's metadata map; raise ModelContractError if unusable."""
+    if CONTRACT_KEY not in metadata:
+        raise ModelContractError(f"{source} has no '{CONTRACT_KEY}' metadata: it was not exported by "
+                                 "exlow-pose-export; export it again from its checkpoint")
+    try:
+        found = json.loads(metadata[CONTRACT_KEY])
+    except json.JSONDecodeError as error:
+        raise ModelContractError(f"{source}: '{CONTRACT_KEY}' metadata is not JSON ({error})") from None
+    if found.get("contract_version") != CONTRACT_VERSION:
+        raise ModelContractError(f"{source} has model contract version {found.get('contract_version')}, this "
+                                 f"code reads version {CONTRACT_VERSION}; use a matching exlow_pose release")
+    expected = contract(found.get("method", "?"))
+    for part in ("input", "output", "crop"):
+        if found.get(part) != expected[part]:
+            raise ModelContractError(f"{source}: its {part} contract {found.get(part)} differs from this code's "
+                                     f"{expected[part]}")
+    return found

@@ -1,0 +1,40 @@
+"""Models of exlow_pose training: PTEN, its ablations and the Table-1 baselines, built by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .baselines import ChannelCombinedCNN, IndependentCNN, SimpleBaseline, SimpleBaselineConfig
+from .image_encoder import FrameCNNConfig, ImageEncoderConfig
+from .pose_autoencoder import AutoencoderConfig, PoseTransitionAutoencoder
+from .pten import PoseTransitionEmbeddingNetwork
+
+# Table 1 of seed 000, top to bottom, plus the autoencoder the full model's decoder comes from.
+METHODS = ("simple_baseline", "independent_cnn", "channel_combined_cnn", "cnn_transformer", "pten")
+TABLE1_NAMES = {"simple_baseline": "SimpleBaseline", "independent_cnn": "IndependentCNN",
+                "channel_combined_cnn": "ChannelCombinedCNN", "cnn_transformer": "CNNTransformer",
+                "pten": "Full model (PTEN)"}
+
+
+def build_model(method: str, options: dict[str, Any] | None = None) -> nn.Module:
+    """A fresh model for `method` (METHODS or 'autoencoder'); `options` override config fields."""
+    options = dict(options or {})
+    cnn = FrameCNNConfig(**options.pop("cnn")) if "cnn" in options else None
+    if method == "autoencoder":
+        return PoseTransitionAutoencoder(AutoencoderConfig(**options))
+    if method in ("pten", "cnn_transformer"):
+        decoder = AutoencoderConfig(**options.pop("decoder", {}))
+        encoder = ImageEncoderConfig(latent=decoder.latent, frames=decoder.frames, cnn=cnn, **options)
+        return PoseTransitionEmbeddingNetwork(encoder, decoder)
+    if method == "independent_cnn":
+        return IndependentCNN(cnn=cnn, **options)
+    if method == "channel_combined_cnn":
+        return ChannelCombinedCNN(cnn=cnn, **options)
+    if method == "simple_baseline":
+        return SimpleBaseline(SimpleBaselineConfig(**options))
+    raise ValueError(f"unknown method {method!r}; choose from {', '.join((*METHODS, 'autoencoder'))}")
+
+
+__all__ = ["METHODS", "TABLE1_NAMES", "PoseTransitionAutoencoder", "PoseTransitionEmbeddingNetwork", "build_model"]
