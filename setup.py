@@ -15,6 +15,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        (f"share/{PACKAGE}/models", glob("models/*.onnx") + glob("models/*.md")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,
@@ -25,6 +26,11 @@ setup(
     entry_points={
         "console_scripts": [
             "exlow_pose_demo = exlow_pose_ros.demo:main",
+            "exlow_pose_tracker = exlow_pose_ros.nodes.tracker_node:main",
+            "exlow_pose_pose = exlow_pose_ros.nodes.pose_node:main",
+            "exlow_pose_video_source = exlow_pose_ros.nodes.video_source_node:main",
+            "exlow_pose_recorder = exlow_pose_ros.nodes.bag_recorder_node:main",
+            "exlow_pose_video = exlow_pose_ros.offline:main",
         ],
     },
 )

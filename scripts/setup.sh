@@ -71,7 +71,7 @@ fi
 
 # --- This package, installed as colcon would (not editable: PEP 660 editable installs leave out
 # data_files, i.e. the ament index marker, package.xml, launch and config). Re-run on any change.
-pkg_hash=$(inputs_hash setup.py setup.cfg package.xml resource launch config exlow_pose_ros)
+pkg_hash=$(inputs_hash setup.py setup.cfg package.xml resource launch config models exlow_pose_ros)
 if ! step_is_current package "$pkg_hash"; then
   log "installing exlow_pose_ros"
   rm -rf "$repo/build/lib" "$repo/build/bdist."*  # stale setuptools build output would be reinstalled

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import sys
 import time
@@ -16,6 +17,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TEST_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(TEST_DIR))
+
+
+def console_scripts_in_setup_py() -> dict[str, str]:
+    tree = ast.parse((REPO / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "console_scripts":
+                    entries = ast.literal_eval(value)
+                    return dict(tuple(part.strip() for part in entry.split("=")) for entry in entries)
+    raise AssertionError("setup.py declares no console_scripts")
 
 
 class RosTestNode:

@@ -1,0 +1,46 @@
+"""What every exlow_pose node's main() does: --help, one clear start-up error, clean shutdown."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ..backends.base import BackendError
+from ..parameters import help_text
+from ..person_tracker import TrackerError
+
+# Faults that mean "cannot start": they end the process with one line saying what to do.
+STARTUP_ERRORS = (BackendError, TrackerError, ValueError, FileNotFoundError, OSError)
+
+
+def run_node(node_name: str, description: str, create: Callable[[], object], argv: list[str] | None = None) -> int:
+    argv = sys.argv if argv is None else argv
+    own_arguments = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    if "-h" in own_arguments or "--help" in own_arguments:
+        program = Path(argv[0]).name if argv else node_name
+        print(f"usage: {program} [--ros-args -p NAME:=VALUE ...]\n\n{description}\n\n{help_text(node_name)}")
+        return 0
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=argv)
+    node = None
+    try:
+        node = create()
+        rclpy.spin(node)
+    except STARTUP_ERRORS as error:
+        if node is not None:  # a fault after start-up is a bug, not a configuration problem
+            raise
+        print(f"[{node_name}] cannot start: {error}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # SIGINT / SIGTERM: a requested shutdown
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()  # flush outputs (the recorder closes its bag) before the context goes
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

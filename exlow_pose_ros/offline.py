@@ -1,0 +1,338 @@
+"""exlow_pose_video: the exlow_pose pipeline on a video file without ROS, to JSON and an annotated mp4.
+
+Same stages as the ROS nodes: PersonTracker (Ultralytics detector + ByteTrack/BoT-SORT) on each full
+frame -> crop convention (square_region + cut_crop, RGB 16x16) -> PoseEstimator (per-track 5-frame
+windows, one batched inference per frame) -> skeletons in image pixels. Offline the video has an end,
+so each track's last frames, which "centre" mode would otherwise leave without a pose, are flushed with
+edge-padded windows (OfflinePoseEstimator), when the track is dropped and at the end of the video: in
+both modes every tracked person in every frame gets a skeleton.
+
+JSON written to --out-json (pixels: continuous coordinates, origin at the top-left corner of the
+top-left pixel, as in the crop convention; keypoints in COCO-17 order, exlow_pose_ros.keypoints):
+
+    {
+      "video": "path/of/input.avi",
+      "model": {"path": "...onnx", "sha256": "hex", "method": "pten"},   # method: from the model contract
+      "backend": "onnxruntime CPU",                                       # PoseBackend.describe()
+      "detector": {"path": "...pt", "imgsz": 1280, "conf": 0.25, "iou": 0.7, "tracker": "bytetrack.yaml"},
+      "mode": "centre" | "latest",
+      "fps": 10.0, "width": 768, "height": 576,                           # of the input video
+      "start_frame": 0,
+      "frames": [                                                         # every processed frame, in order
+        {"index": 200,                                                    # frame number in the input video
+         "time_s": 20.0,                                                  # index / fps
+         "persons": [                                                     # tracked persons, highest score first
+           {"track_id": 3,
+            "box": [x_min, y_min, x_max, y_max],                          # the tracker's box
+            "score": 0.87,                                                # the detector's score
+            "keypoints": [[x, y, score], ...]}                            # 17 rows; score = the person's
+         ]}                                                               # detector score (PTEN gives no
+      ]                                                                   # per-joint confidence)
+    }
+
+A tracked person without a skeleton would be left out of "persons" (only possible with more than 512 live
+tracks, PoseEstimator's bound); the summary then warns.
+
+The annotated video (--out-video, mp4v) has one frame per entry of "frames", same size and fps as the input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .backends import BACKENDS, BackendError, PoseBackend, create_backend
+from .crop import cut_crop, denormalise_keypoints, square_region
+from .drawing import draw_skeletons, draw_tracked_boxes
+from .model_contract import crops_to_input
+from .person_tracker import TRACKERS, PersonTracker, TrackedBox, TrackerError
+from .pose_estimator import PersonObservation, PoseEstimator, SkeletonEstimate
+from .windows import OUTPUT_DELAY, OUTPUT_INDEX, WINDOW_LENGTH, OutputMode, window_indices
+
+PROG = "exlow_pose_video"
+STAGES = ("read", "detector", "crop", "pose", "draw")
+
+
+class OfflineError(RuntimeError):
+    """A problem the user can fix (missing file, unreadable video); the message says which."""
+
+
+@dataclass
+class _Tail:
+    """The last WINDOW_LENGTH observations of a track and how many it had, mirroring PoseEstimator's windows."""
+
+    frames: deque = field(default_factory=lambda: deque(maxlen=WINDOW_LENGTH))
+    seen: int = 0
+    last_update: int = 0
+
+
+class OfflinePoseEstimator:
+    """PoseEstimator plus the end of each track: `process` also returns the skeletons of tracks it drops,
+    `flush()` those of all live tracks (end of the video), from edge-padded windows (windows.window_indices).
+
+    It keeps its own copy of each track's last 5 observations because PoseEstimator's windows are private;
+    the drop rule (unseen for more than max_missing frames) is PoseEstimator's, so a dropped track is
+    dropped there too and no frame gets two skeletons.
+    """
+
+    def __init__(self, backend: PoseBackend, mode: OutputMode = "centre", max_missing: int = 15) -> None:
+        self.backend, self.mode, self.max_missing = backend, mode, max_missing
+        self.estimator = PoseEstimator(backend, mode, max_missing)
+        self._tails: dict[int, _Tail] = {}
+        self._sequence = 0
+
+    def process(self, persons: list[PersonObservation]) -> list[SkeletonEstimate]:
+        """One frame's persons (frames in order) -> the skeletons completed now, of this or earlier frames."""
+        sequence = self._sequence
+        self._sequence += 1
+        estimates = self.estimator.process(persons)
+        for person in persons:
+            tail = self._tails.setdefault(person.track_id, _Tail())
+            tail.frames.append(person)
+            tail.seen += 1
+            tail.last_update = sequence
+        stale = [t for t, tail in self._tails.items() if sequence - tail.last_update > self.max_missing]
+        return estimates + self._finish([self._tails.pop(t) for t in stale])
+
+    def flush(self) -> list[SkeletonEstimate]:
+        """The skeletons still owed to every live track; afterwards the estimator starts afresh."""
+        estimates = self._finish(list(self._tails.values()))
+        self._tails.clear()
+        self.estimator = PoseEstimator(self.backend, self.mode, self.max_missing)
+        return estimates
+
+    def pending_stamps(self) -> list[Any]:
+        """Stamps of observations that have no skeleton yet (the last OUTPUT_DELAY frames of each track)."""
+        delay = OUTPUT_DELAY[self.mode]
+        return [tail.frames[-1 - i].stamp for tail in self._tails.values() for i in range(min(delay, tail.seen))]
+
+    def _finish(self, tails: Iterable[_Tail]) -> list[SkeletonEstimate]:
+        windows = []
+        for tail in tails:
+            newest, oldest_kept = tail.seen - 1, tail.seen - len(tail.frames)
+            for target in range(max(0, tail.seen - OUTPUT_DELAY[self.mode]), tail.seen):
+                windows.append([tail.frames[i - oldest_kept] for i in window_indices(target, 0, newest, self.mode)])
+        if not windows:
+            return []
+        index = OUTPUT_INDEX[self.mode]
+        crops = np.stack([np.stack([p.crop for p in window]) for window in windows])
+        poses = self.backend.infer(crops_to_input(crops))[:, index]
+        return [SkeletonEstimate(w[index].track_id, w[index].stamp, w[index].box,
+                                 denormalise_keypoints(pose, w[index].region), w[index].score)
+                for w, pose in zip(windows, poses, strict=True)]
+
+
+def observe(bgr: np.ndarray, tracked: Iterable[TrackedBox], stamp: Any) -> list[PersonObservation]:
+    """The crop convention on one BGR frame: each tracked box -> its square region and 16x16 RGB crop."""
+    persons = []
+    for person in tracked:
+        region = square_region(person.box)
+        # Cut from BGR and flip the 16x16 result: same pixels as converting the whole frame first, far cheaper.
+        crop = np.ascontiguousarray(cut_crop(bgr, region)[..., ::-1])
+        persons.append(PersonObservation(person.track_id, person.box, person.score, region, crop, stamp))
+    return persons
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _person_json(tracked: TrackedBox, skeleton: SkeletonEstimate) -> dict[str, Any]:
+    score = round(float(tracked.score), 4)
+    return {"track_id": int(tracked.track_id), "box": [round(float(v), 2) for v in tracked.box], "score": score,
+            "keypoints": [[round(float(x), 2), round(float(y), 2), score] for x, y in skeleton.keypoints]}
+
+
+def default_detector() -> Path:
+    assets = os.environ.get("EXLOW_POSE_ASSETS") or str(Path(__file__).resolve().parents[1] / "assets")
+    return Path(assets) / "models" / "yolo11n-pose.pt"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Run the exlow_pose pipeline (person tracker -> 16x16 crops -> PTEN pose) on a video "
+        "file without ROS; write every tracked person's COCO-17 skeleton per frame as JSON (schema: "
+        "pydoc exlow_pose_ros.offline) and an annotated mp4.")
+    parser.add_argument("video", type=Path, help="input video file (anything OpenCV reads)")
+    parser.add_argument("--model", type=Path, required=True, help="pose model: exported .onnx (or checkpoint for "
+                        "--backend torch)")
+    parser.add_argument("--detector", type=Path, default=default_detector(),
+                        help="Ultralytics person detector weights (default: %(default)s)")
+    parser.add_argument("--out-json", type=Path, required=True, help="JSON output path")
+    parser.add_argument("--out-video", type=Path, required=True, help="annotated mp4 output path")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="pose inference backend (default: "
+                        "%(default)s: TensorRT on a CUDA GPU with TensorRT, else ONNX Runtime)")
+    parser.add_argument("--mode", choices=tuple(OUTPUT_INDEX), default="centre", help="centre: the pose of the "
+                        "window's middle frame (the paper); latest: of its newest frame (default: %(default)s)")
+    parser.add_argument("--imgsz", type=int, default=1280, help="detector input size; small people need large "
+                        "sizes (default: %(default)s)")
+    parser.add_argument("--conf", type=float, default=0.25, help="detector confidence threshold (default: "
+                        "%(default)s)")
+    parser.add_argument("--iou", type=float, default=0.7, help="detector NMS IoU threshold (default: %(default)s)")
+    parser.add_argument("--tracker", default="bytetrack.yaml", help=f"one of {', '.join(TRACKERS)} or a tracker "
+                        "YAML (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="detector torch device (default: %(default)s)")
+    parser.add_argument("--max-missing", type=int, default=15, help="drop a track unseen for this many frames "
+                        "(default: %(default)s)")
+    parser.add_argument("--start-frame", type=int, default=0, help="first frame to process (default: 0)")
+    parser.add_argument("--max-frames", type=int, default=None, help="process at most this many frames "
+                        "(default: all)")
+    return parser
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    for what, path in (("video", args.video), ("pose model", args.model), ("detector weights", args.detector)):
+        if not path.is_file():
+            raise OfflineError(f"{what} {path} not found")
+    if args.start_frame < 0 or (args.max_frames is not None and args.max_frames < 1):
+        raise OfflineError("--start-frame must be >= 0 and --max-frames >= 1")
+
+
+def _open_video(path: Path, start_frame: int) -> tuple[cv2.VideoCapture, float, int, int, int]:
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise OfflineError(f"OpenCV cannot open video {path}")
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    # grab() rather than seeking: seeking is approximate for many codecs and frame indices must be exact.
+    for skipped in range(start_frame):
+        if not capture.grab():
+            raise OfflineError(f"video {path} has only {skipped} frames, --start-frame is {start_frame}")
+    return capture, fps if fps > 0 else 0.0, width, height, count
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The pipeline on args.video; writes the outputs and returns the summary."""
+    _check_inputs(args)
+    try:
+        backend = create_backend(args.backend, args.model)
+        tracker = PersonTracker(args.detector, args.imgsz, args.conf, args.iou, args.tracker, args.device)
+    except (BackendError, TrackerError) as error:
+        raise OfflineError(str(error)) from None
+    poses = OfflinePoseEstimator(backend, args.mode, args.max_missing)
+    capture, fps, width, height, count = _open_video(args.video, args.start_frame)
+    args.out_video.parent.mkdir(parents=True, exist_ok=True)
+    args.out_json.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(args.out_video), cv2.VideoWriter.fourcc(*"mp4v"), fps or 30.0, (width, height))
+    if not writer.isOpened():
+        raise OfflineError(f"OpenCV cannot write {args.out_video} (mp4v)")
+
+    seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # per stage, over the whole run
+    skeletons: dict[int, dict[int, SkeletonEstimate]] = defaultdict(dict)
+    waiting: deque[tuple[int, np.ndarray, list[TrackedBox]]] = deque()  # frames whose skeletons may still come
+    frames: list[dict[str, Any]] = []
+    counts = {"persons": 0, "skeletons": 0, "missing": 0}
+    tracks: set[int] = set()
+
+    def emit(index: int, bgr: np.ndarray, tracked: list[TrackedBox]) -> None:
+        start = time.perf_counter()
+        found = skeletons.pop(index, {})
+        persons = [_person_json(t, found[t.track_id]) for t in tracked if t.track_id in found]
+        counts["skeletons"] += len(persons)
+        counts["missing"] += len(tracked) - len(persons)
+        frames.append({"index": index, "time_s": round(index / fps, 4) if fps else None, "persons": persons})
+        image = draw_skeletons(bgr, [found[t.track_id] for t in tracked if t.track_id in found])
+        image = draw_tracked_boxes(image, [t for t in tracked if t.track_id not in found])
+        writer.write(image)
+        seconds["draw"] += time.perf_counter() - start
+
+    def collect(estimates: list[SkeletonEstimate]) -> None:
+        for estimate in estimates:
+            skeletons[estimate.stamp][estimate.track_id] = estimate
+
+    limits = [n for n in (count - args.start_frame if count > 0 else None, args.max_frames) if n is not None]
+    total = max(min(limits), 0) if limits else None
+    index = args.start_frame
+    try:
+        with tqdm(total=total, unit="frame", desc=PROG, disable=None, file=sys.stderr) as progress:
+            while args.max_frames is None or index < args.start_frame + args.max_frames:
+                start = time.perf_counter()
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                seconds["read"] += time.perf_counter() - start
+                start = time.perf_counter()
+                tracked = tracker.track(bgr)
+                seconds["detector"] += time.perf_counter() - start
+                start = time.perf_counter()
+                persons = observe(bgr, tracked, index)
+                seconds["crop"] += time.perf_counter() - start
+                start = time.perf_counter()
+                collect(poses.process(persons))
+                seconds["pose"] += time.perf_counter() - start
+                counts["persons"] += len(tracked)
+                tracks.update(t.track_id for t in tracked)
+                waiting.append((index, bgr, tracked))
+                # A frame is final once no live track still owes it a skeleton.
+                pending = poses.pending_stamps()
+                ready_below = min(pending) if pending else index + 1
+                while waiting and waiting[0][0] < ready_below:
+                    emit(*waiting.popleft())
+                index += 1
+                progress.update(1)
+                progress.set_postfix(tracks=poses.estimator.active_tracks, refresh=False)
+            start = time.perf_counter()
+            collect(poses.flush())
+            seconds["pose"] += time.perf_counter() - start
+            while waiting:
+                emit(*waiting.popleft())
+    finally:
+        capture.release()
+        writer.release()
+    if not frames:
+        raise OfflineError(f"no frames read from {args.video} (from frame {args.start_frame})")
+
+    document = {
+        "video": str(args.video),
+        "model": {"path": str(args.model), "sha256": file_sha256(args.model),
+                  "method": backend.contract.get("method")},
+        "backend": backend.describe(),
+        "detector": {"path": str(args.detector), "imgsz": args.imgsz, "conf": args.conf, "iou": args.iou,
+                     "tracker": args.tracker},
+        "mode": args.mode, "fps": fps, "width": width, "height": height, "start_frame": args.start_frame,
+        "frames": frames,
+    }
+    args.out_json.write_text(json.dumps(document, separators=(",", ":")))
+    return {"frames": len(frames), "persons": counts["persons"], "tracks": len(tracks),
+            "skeletons": counts["skeletons"], "missing": counts["missing"], "backend": backend.describe(),
+            "ms": {stage: 1000.0 * seconds[stage] / len(frames) for stage in STAGES}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        summary = run(args)
+    except OfflineError as error:
+        print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)  # one line, whatever the cause
+        return 2
+    ms = summary["ms"]
+    print(f"{PROG}: {summary['frames']} frames, {summary['persons']} persons in {summary['tracks']} tracks, "
+          f"{summary['skeletons']} skeletons ({summary['backend']}, {args.mode})")
+    if summary["missing"]:
+        print(f"{PROG}: warning: {summary['missing']} tracked persons got no skeleton", file=sys.stderr)
+    print(f"{PROG}: mean ms per frame: " + ", ".join(f"{stage} {ms[stage]:.1f}" for stage in STAGES)
+          + f"; total {sum(ms.values()):.1f}")
+    print(f"{PROG}: wrote {args.out_json} and {args.out_video}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
