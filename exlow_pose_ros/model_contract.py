@@ -14,6 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from .crop import CROP_MARGIN, CROP_SIZE, FILL_VALUE
 from .keypoints import COCO17_NAMES
 from .windows import OUTPUT_INDEX, WINDOW_LENGTH
@@ -64,3 +66,8 @@ def parse_contract(metadata: Mapping[str, str], source: str) -> dict[str, Any]:
             raise ModelContractError(f"{source}: its {part} contract {found.get(part)} differs from this code's "
                                      f"{expected[part]}")
     return found
+
+
+def crops_to_input(crops: np.ndarray) -> np.ndarray:
+    """Windows of crops (N, 5, 16, 16, 3) uint8 RGB -> the model input (N, 5, 3, 16, 16) float32 in [0, 1]."""
+    return np.ascontiguousarray(crops.transpose(0, 1, 4, 2, 3), dtype=np.float32) / np.float32(255.0)

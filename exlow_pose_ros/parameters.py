@@ -73,18 +73,27 @@ def load_schema(node_name: str) -> dict[str, ParameterSpec]:
 
 
 def declare(node, node_name: str) -> dict[str, Any]:
-    """Declare every schema parameter on `node` and return the values in effect (overrides applied)."""
+    """Declare every schema parameter on `node` and return the values in effect (overrides applied).
+
+    A wrongly typed override (`max_duration:=10` for a double) becomes a ValueError of one line. String
+    parameters take any type (`rate:=30` arrives as an integer) and are read as text.
+    """
     from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.exceptions import ParameterException
+    from rclpy.parameter import Parameter
 
     values = {}
     for spec in load_schema(node_name).values():
-        descriptor = ParameterDescriptor(description=spec.description, read_only=True)
-        if spec.type == "string_array":
-            from rclpy.parameter import Parameter
-
-            value = node.declare_parameter(spec.name, spec.default or Parameter.Type.STRING_ARRAY, descriptor).value
-        else:
-            value = node.declare_parameter(spec.name, spec.default, descriptor).value
+        descriptor = ParameterDescriptor(description=spec.description, read_only=True,
+                                         dynamic_typing=spec.type == "string")
+        default = spec.default if spec.type != "string_array" or spec.default else Parameter.Type.STRING_ARRAY
+        try:
+            value = node.declare_parameter(spec.name, default, descriptor).value
+        except ParameterException as error:
+            hint = " (doubles need a decimal point, e.g. 10.0)" if spec.type == "double" else ""
+            raise ValueError(f"parameter {spec.name}: {error}{hint}") from None
+        if spec.type == "string" and not isinstance(value, str):
+            value = str(value)
         spec.check(value)
         values[spec.name] = value
     return values
