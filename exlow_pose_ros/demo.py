@@ -59,7 +59,7 @@ class Observed:
     tracks: set[int] = field(default_factory=set)
     skeleton_arrays: int = 0
     skeletons: int = 0
-    first_skeleton: float | None = None
+    first_frame: float | None = None
     last_skeleton: float | None = None
     stage_ms: dict[str, list[float]] = field(default_factory=dict)
     video_frames: int = 0
@@ -87,6 +87,7 @@ class Watcher:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, 50)
 
     def on_persons(self, message) -> None:
+        self.observed.first_frame = self.observed.first_frame or time.monotonic()
         self.observed.frames += 1
         self.observed.persons += len(message.persons)
         self.observed.tracks.update(int(p.track_id) for p in message.persons)
@@ -95,7 +96,6 @@ class Watcher:
         now = time.monotonic()
         self.observed.skeleton_arrays += 1
         self.observed.skeletons += len(message.skeletons)
-        self.observed.first_skeleton = self.observed.first_skeleton or now
         self.observed.last_skeleton = now
 
     def on_annotated(self, message) -> None:
@@ -201,13 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     watcher = Watcher(args.out / "annotated.mp4", fps)
     started = time.monotonic()
     try:
-        # The source waits for the tracker and the pose node (annotated image) to subscribe.
+        # The source waits for every image subscriber: tracker, pose node (annotated image), and the recorder
+        # when it records images. The tracker subscribes only once its detector is loaded.
         processes["source"] = start("source", command("exlow_pose_video_source",
                                                       "exlow_pose_ros.nodes.video_source_node")
                                     + ros_args(None, {"image_raw": IMAGE_TOPIC}, {
                                         "video_path": str(args.video.resolve()), "reliable": True, "rate": "max",
-                                        "exit_at_end": True, "wait_for_subscribers": 2,
+                                        "exit_at_end": True, "wait_for_subscribers": 3 if args.record_images else 2,
                                         "wait_for_subscribers_timeout": 120.0, "pipeline_ack_topic": ACK_TOPIC,
+                                        "ack_timeout": 30.0,
                                         "max_frames": args.max_frames}))
         print(f"exlow_pose_demo: {args.video.name} ({expected_frames} frames) through video source -> tracker -> "
               f"pose -> recorder; logs in {args.out}", flush=True)
@@ -241,7 +243,7 @@ def report(args: argparse.Namespace, observed: Observed, codes: dict[str, int], 
     from .bag_io import bag_summary
 
     bag = bag_summary(args.out / "bag")
-    skeleton_span = (observed.last_skeleton or 0) - (observed.first_skeleton or 0)
+    skeleton_span = (observed.last_skeleton or 0) - (observed.first_frame or 0)  # first frame in, last pose out
     stages = {key: sum(values) / len(values) for key, values in observed.stage_ms.items() if values}
     summary = {
         "video": str(args.video), "frames_expected": expected_frames, "frames_processed": observed.frames,

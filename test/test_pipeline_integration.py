@@ -1,0 +1,114 @@
+"""The whole pipeline over DDS on real frames: video source -> tracker -> pose -> recorder, as separate
+processes (the README's demo command), checked through the bag it records.
+
+The video: three frames of the empty road of vtest.avi (its people removed by a temporal median), then six
+real frames with pedestrians.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sysconfig
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from exlow_pose_ros.bag_io import read_bag
+from exlow_pose_training.export import export_onnx
+from exlow_pose_training.models import build_model
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+VTEST = ASSETS / "videos" / "vtest.avi"
+DETECTOR = ASSETS / "models" / "yolo11n-pose.pt"
+EMPTY, PEOPLE = 3, 6
+pytestmark = pytest.mark.skipif(not (VTEST.exists() and DETECTOR.exists()),
+                                reason="assets missing: run scripts/setup.sh")
+
+
+def stamp(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("pipeline")
+    capture = cv2.VideoCapture(str(VTEST))
+    frames = [capture.read()[1] for _ in range(210)]
+    empty_road = np.median(np.stack(frames[::10]), axis=0).astype(np.uint8)
+    video = base / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, empty_road.shape[1::-1])
+    for frame in [empty_road] * EMPTY + frames[200:200 + PEOPLE]:
+        writer.write(frame)
+    writer.release()
+    model = base / "pten.onnx"
+    export_onnx(build_model("pten").eval(), model, "pten")
+    out = base / "demo"
+    result = subprocess.run(
+        [str(Path(sysconfig.get_path("scripts")) / "exlow_pose_demo"), "--video", str(video), "--model", str(model),
+         "--detector", str(DETECTOR), "--out", str(out), "--record-images"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    messages = defaultdict(list)
+    for topic, _, message in read_bag(out / "bag"):
+        messages[topic].append(message)
+    return out, messages
+
+
+def test_every_source_frame_is_tracked_with_its_stamp(run):
+    _, messages = run
+    images = messages["/camera/image_raw"]
+    persons = messages["/exlow_pose/tracked_persons"]
+    assert len(images) == EMPTY + PEOPLE
+    assert [stamp(m.header) for m in persons] == [stamp(m.header) for m in images]
+    assert {m.header.frame_id for m in persons} == {"camera_optical_frame"}
+
+
+def test_frames_without_people_publish_empty_arrays(run):
+    _, messages = run
+    counts = [len(m.persons) for m in messages["/exlow_pose/tracked_persons"]]
+    assert counts[:EMPTY] == [0] * EMPTY, counts
+    # Frames 200-205 of vtest.avi hold 6-7 pedestrians. ByteTrack confirms a track that appears after the
+    # stream's first frame on its second frame, so the first frame with people may still publish nobody.
+    assert min(counts[EMPTY + 1:]) >= 3, counts
+    skeletons = {stamp(m.header): m for m in messages["/exlow_pose/skeletons"]}
+    for array in messages["/exlow_pose/tracked_persons"][:EMPTY]:
+        assert skeletons[stamp(array.header)].skeletons == []
+
+
+def test_every_tracked_person_gets_a_skeleton_for_its_frame(run):
+    _, messages = run
+    skeletons = {stamp(m.header): m for m in messages["/exlow_pose/skeletons"]}
+    arrays = messages["/exlow_pose/tracked_persons"]
+    # Centre output: frame k is described once frame k+2 has arrived, so all but the last two frames.
+    for array in arrays[:-2]:
+        described = skeletons[stamp(array.header)]
+        assert {s.track_id for s in described.skeletons} == {p.track_id for p in array.persons}
+        assert all(stamp(array.header) == s.stamp.sec * 1_000_000_000 + s.stamp.nanosec for s in described.skeletons)
+    assert len(skeletons) == len(arrays) - 2
+
+
+def test_track_ids_persist_and_keypoints_lie_near_their_boxes(run):
+    _, messages = run
+    seen = defaultdict(int)
+    for array in messages["/exlow_pose/tracked_persons"]:
+        for person in array.persons:
+            seen[person.track_id] += 1
+    assert sum(1 for count in seen.values() if count >= PEOPLE - 1) >= 3, dict(seen)
+    for array in messages["/exlow_pose/skeletons"]:
+        for skeleton in array.skeletons:
+            box = skeleton.box
+            slack = 0.6 * max(box.x_max - box.x_min, box.y_max - box.y_min)  # the crop square and its margin
+            for keypoint in skeleton.keypoints:
+                assert box.x_min - slack <= keypoint.x <= box.x_max + slack
+                assert box.y_min - slack <= keypoint.y <= box.y_max + slack
+            assert len(skeleton.keypoints) == 17 and skeleton.layout == "coco17"
+
+
+def test_demo_writes_its_annotated_video_and_summary(run):
+    out, messages = run
+    capture = cv2.VideoCapture(str(out / "annotated.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == len(messages["/exlow_pose/skeletons"])
+    assert (out / "summary.json").exists()
