@@ -39,7 +39,6 @@ The annotated video (--out-video, mp4v) has one frame per entry of "frames", sam
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -60,6 +59,7 @@ from .drawing import draw_skeletons, draw_tracked_boxes
 from .model_contract import crops_to_input
 from .person_tracker import TRACKERS, PersonTracker, TrackedBox, TrackerError
 from .pose_estimator import PersonObservation, PoseEstimator, SkeletonEstimate
+from .provenance import file_sha256
 from .windows import OUTPUT_DELAY, OUTPUT_INDEX, WINDOW_LENGTH, OutputMode, window_indices
 
 PROG = "exlow_pose_video"
@@ -144,14 +144,6 @@ def observe(bgr: np.ndarray, tracked: Iterable[TrackedBox], stamp: Any) -> list[
         crop = np.ascontiguousarray(cut_crop(bgr, region)[..., ::-1])
         persons.append(PersonObservation(person.track_id, person.box, person.score, region, crop, stamp))
     return persons
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _person_json(tracked: TrackedBox, skeleton: SkeletonEstimate) -> dict[str, Any]:

@@ -14,7 +14,9 @@ SAMPLES=${SAMPLES:-40000}
 data=results/datasets
 step() { echo; echo "=== $*"; }
 
-[[ -f $data/motion/manifest.json ]] || { step "motion corpus"; exlow-pose-data motion --out $data/motion; }
+# The shipped model uses only data that allows commercial use: CMU mocap, not Penn Action (research only).
+[[ -f $data/motion_cmu/manifest.json ]] || { step "motion corpus (CMU only)";
+  exlow-pose-data motion --out $data/motion_cmu --no-penn; }
 [[ -f $data/teacher_vtest/manifest.json ]] || { step "teacher labels: vtest.avi (time split)";
   exlow-pose-data teacher assets/videos/vtest.avi --out $data/teacher_vtest --split-by time; }
 [[ -f $data/teacher_sports2d/manifest.json ]] || { step "teacher labels: sports2d (held out)";

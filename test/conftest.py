@@ -16,6 +16,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_DIR = Path(__file__).resolve().parent
+# Real inputs unpacked by scripts/setup.sh: OpenCV's vtest.avi and the YOLO11n-pose weights.
+VTEST = REPO / "assets" / "videos" / "vtest.avi"
+DETECTOR = REPO / "assets" / "models" / "yolo11n-pose.pt"
 sys.path.insert(0, str(TEST_DIR))
 
 

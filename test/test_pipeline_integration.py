@@ -20,9 +20,8 @@ from exlow_pose_ros.bag_io import read_bag
 from exlow_pose_training.export import export_onnx
 from exlow_pose_training.models import build_model
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
-VTEST = ASSETS / "videos" / "vtest.avi"
-DETECTOR = ASSETS / "models" / "yolo11n-pose.pt"
+from conftest import DETECTOR, VTEST
+
 EMPTY, PEOPLE = 3, 6
 pytestmark = pytest.mark.skipif(not (VTEST.exists() and DETECTOR.exists()),
                                 reason="assets missing: run scripts/setup.sh")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,11 +14,10 @@ from exlow_pose_ros.keypoints import COCO17_NAMES
 from exlow_pose_training import teacher_dataset
 from exlow_pose_training.dataset_format import WINDOW_LENGTH, ExLowDataset
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
-VIDEO = ASSETS / "videos" / "vtest.avi"
-TEACHER = ASSETS / "models" / "yolo11n-pose.pt"
+from conftest import DETECTOR, VTEST
+
 START, FRAMES = 200, 8
-pytestmark = pytest.mark.skipif(not (VIDEO.exists() and TEACHER.exists()),
+pytestmark = pytest.mark.skipif(not (VTEST.exists() and DETECTOR.exists()),
                                 reason="assets missing: run scripts/setup.sh")
 
 
@@ -28,14 +26,14 @@ def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher") / "ds"
     parser = argparse.ArgumentParser()
     teacher_dataset.add_arguments(parser)
-    args = parser.parse_args([str(VIDEO), "--out", str(out), "--assign", "vtest.avi=test",
+    args = parser.parse_args([str(VTEST), "--out", str(out), "--assign", "vtest.avi=test",
                               "--start-frame", str(START), "--max-frames", str(FRAMES)])
     assert teacher_dataset.run(args) == 0
     return ExLowDataset(out)
 
 
 def read_frame(index: int) -> np.ndarray:
-    capture = cv2.VideoCapture(str(VIDEO))
+    capture = cv2.VideoCapture(str(VTEST))
     for _ in range(index):
         capture.grab()
     ok, bgr = capture.read()
@@ -46,7 +44,7 @@ def read_frame(index: int) -> np.ndarray:
 def test_manifest_records_teacher_split_and_sources(dataset):
     manifest = dataset.manifest
     assert manifest["kind"] == "teacher" and manifest["crop"]["size"] == 16
-    assert manifest["provenance"]["teacher"]["sha256"] == hashlib.sha256(TEACHER.read_bytes()).hexdigest()
+    assert manifest["provenance"]["teacher"]["sha256"] == hashlib.sha256(DETECTOR.read_bytes()).hexdigest()
     assert [s["name"] for s in manifest["sources"]] == ["vtest.avi"]
     assert manifest["sources"][0]["split"] == "test" and manifest["sources"][0]["first_frame"] == START
     assert manifest["splits"]["train"]["frames"] == 0

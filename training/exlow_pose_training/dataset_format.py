@@ -67,6 +67,21 @@ def git_commit() -> str | None:
         return None
 
 
+def parse_fractions(text: str) -> dict[str, float]:
+    """`train=0.7,val=0.1,test=0.2` -> a share per split (missing splits 0); the shares must add up to 1."""
+    import argparse
+
+    fractions = dict.fromkeys(SPLITS, 0.0)
+    for part in filter(None, text.split(",")):
+        name, _, value = part.partition("=")
+        if name not in fractions:
+            raise argparse.ArgumentTypeError(f"unknown split {name!r} in --fractions")
+        fractions[name] = float(value)
+    if abs(sum(fractions.values()) - 1.0) > 1e-6:
+        raise argparse.ArgumentTypeError(f"--fractions must add up to 1, got {text}")
+    return fractions
+
+
 def window_starts(track: np.ndarray, frame: np.ndarray, length: int = WINDOW_LENGTH) -> np.ndarray:
     """Indices i where frames i .. i+length-1 are one track's consecutive frame numbers."""
     count = len(track)

@@ -32,7 +32,8 @@ import numpy as np
 from tqdm import tqdm
 
 from exlow_pose_ros.crop import cut_crop, normalise_keypoints, square_region
-from exlow_pose_training.dataset_format import SPLITS, DatasetWriter
+from exlow_pose_ros.provenance import file_sha256
+from exlow_pose_training.dataset_format import SPLITS, DatasetWriter, parse_fractions
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_TEACHER = REPO / "assets" / "models" / "yolo11n-pose.pt"
@@ -84,14 +85,6 @@ def find_videos(inputs: list[Path]) -> list[Path]:
     if not videos:
         raise FileNotFoundError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) under {', '.join(map(str, inputs))}")
     return videos
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def label_video(model, video: Path, thresholds: Thresholds, imgsz: int, tracker: str,
@@ -179,18 +172,6 @@ def subject_splits(subjects: list[str], folds: int, fold: int, val_subjects: int
     return {s: "test" if s in test else "val" if s in val else "train" for s in ordered}
 
 
-def parse_fractions(text: str) -> dict[str, float]:
-    fractions = dict.fromkeys(SPLITS, 0.0)
-    for part in text.split(","):
-        name, _, value = part.partition("=")
-        if name not in fractions:
-            raise argparse.ArgumentTypeError(f"unknown split {name!r} in --fractions")
-        fractions[name] = float(value)
-    if abs(sum(fractions.values()) - 1.0) > 1e-6:
-        raise argparse.ArgumentTypeError(f"--fractions must add up to 1, got {text}")
-    return fractions
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, help="video files or folders of videos")
     parser.add_argument("--out", type=Path, required=True, help="new dataset folder")
@@ -242,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     model = YOLO(str(args.teacher), task="pose")
     writer = DatasetWriter(args.out, "teacher", "exlow_pose_training.teacher_dataset", provenance={
         "method": "seed 000 Sec. 4.1: teacher pose on full-resolution frames, reliable persons, square crops to 16x16",
-        "teacher": {"path": str(args.teacher), "sha256": sha256_of(args.teacher), "imgsz": args.imgsz,
+        "teacher": {"path": str(args.teacher), "sha256": file_sha256(args.teacher), "imgsz": args.imgsz,
                     "tracker": args.tracker, "licence": "AGPL-3.0 (Ultralytics YOLO11n-pose)"},
         "thresholds": vars(thresholds),
         "split_by": args.split_by,
@@ -251,8 +232,8 @@ def run(args: argparse.Namespace) -> int:
     for video in tqdm(videos, desc="videos", unit="video"):
         tracks, info = label_video(model, video, thresholds, args.imgsz, args.tracker, args.max_frames,
                                    args.start_frame)
-        facts = {"path": str(video), "sha256": sha256_of(video), "licence": DATA_LICENCES.get(video.name, "see source"),
-                 **info}
+        facts = {"path": str(video), "sha256": file_sha256(video),
+                 "licence": DATA_LICENCES.get(video.name, "see source"), **info}
         if args.split_by == "time":
             _add_time_split_tracks(writer, video.name, tracks, facts, args.fractions)
             continue

@@ -108,14 +108,6 @@ def make_plates(video: Path) -> list[Plate]:
     return plates
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _video_key(video: Path) -> str:
     stat = video.stat()
     text = f"{video.name}:{stat.st_size}:{PLATE_VERSION}:{MEDIAN_SAMPLES}:{GHOST_THRESHOLD}:{BLOCK_FRACTIONS}"

@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..dataset_format import SPLITS, WINDOW_LENGTH, DatasetWriter
+from exlow_pose_ros.provenance import file_sha256
+
+from ..dataset_format import SPLITS, WINDOW_LENGTH, DatasetWriter, parse_fractions
 from ..motion import cmu_mocap
 from ..motion.cameras import HORIZONTAL_FOV_DEG, PROFILES, PinholeCamera, look_at, project
 from ..motion.clip import CLIP_POINT_NAMES, MotionClip3D
@@ -352,18 +354,6 @@ def build(out: Path, clips: list[MotionClip3D], plates: list[backgrounds.Plate],
     return writer.close()
 
 
-def parse_fractions(text: str) -> dict[str, float]:
-    fractions = dict.fromkeys(SPLITS, 0.0)
-    for part in filter(None, text.split(",")):
-        name, _, value = part.partition("=")
-        if name not in fractions:
-            raise argparse.ArgumentTypeError(f"unknown split {name!r} in --fractions")
-        fractions[name] = float(value)
-    if abs(sum(fractions.values()) - 1.0) > 1e-6:
-        raise argparse.ArgumentTypeError(f"--fractions must add up to 1, got {text}")
-    return fractions
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     assets = Path(os.environ.get("EXLOW_POSE_ASSETS", REPO / "assets"))
     parser.add_argument("--out", type=Path, required=True, help="new dataset folder")
@@ -402,7 +392,7 @@ def run(args: argparse.Namespace) -> int:
                   "occluders, motion blur, defocus, sensor noise, JPEG; crops by exlow_pose_ros.crop",
         "motion_source": {"root": str(args.motion), "dataset": "CMU Graphics Lab Motion Capture Database",
                           "licence": CMU_LICENCE},
-        "videos": [{"path": str(v), "sha256": backgrounds.file_sha256(v),
+        "videos": [{"path": str(v), "sha256": file_sha256(v),
                     "licence": backgrounds.VIDEO_LICENCES.get(v.name, "see source")} for v in args.videos],
         "command": " ".join(sys.argv),
     }
