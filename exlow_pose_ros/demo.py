@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="centre", choices=("centre", "latest"))
     parser.add_argument("--imgsz", type=int, default=1280, help="detector input size")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: whole video)")
-    parser.add_argument("--out", type=Path, default=REPO / "results" / "demo", help="output folder (replaced)")
+    parser.add_argument("--out", type=Path, default=Path("results") / "demo",
+                        help="output folder, replaced (default results/demo in the working directory)")
     parser.add_argument("--record-images", action="store_true", help="also record the camera images in the bag")
     args = parser.parse_args(argv)
 
