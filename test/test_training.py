@@ -15,9 +15,10 @@ import yaml
 
 from exlow_pose_ros.backends import BackendError, create_backend
 from exlow_pose_ros.backends import tensorrt_usable as _tensorrt_usable
+from exlow_pose_ros.model_contract import crops_to_input
 from exlow_pose_training.checkpoints import load_checkpoint, load_model
 from exlow_pose_training.dataset_format import ExLowDataset
-from exlow_pose_training.evaluate import crops_as_input, window_rows
+from exlow_pose_training.evaluate import window_rows
 from exlow_pose_training.export import export_onnx, parity
 from exlow_pose_training.models import METHODS
 from exlow_pose_training.torch_dataset import WindowDataset
@@ -119,7 +120,7 @@ def test_onnx_export_matches_torch_and_carries_its_contract(tiny, tmp_path):
     assert backend.contract == written and backend.contract["output"]["frame_index"] == {"centre": 2, "latest": 4}
     # The same real crops through the ONNX and the torch backends.
     split = ExLowDataset(tiny["images"]).split("test")
-    crops = crops_as_input(split.arrays["crops"][window_rows(split, np.arange(9))])
+    crops = crops_to_input(split.arrays["crops"][window_rows(split, np.arange(9))])
     onnx_poses = backend.infer(crops)
     torch_poses = create_backend("torch", tmp_path / "model" / "last.pt").infer(crops)
     assert onnx_poses.shape == (9, 5, 17, 2)

@@ -18,6 +18,7 @@ from rich.table import Table
 from tqdm import tqdm
 
 from exlow_pose_ros.metrics import evaluate_poses
+from exlow_pose_ros.model_contract import crops_to_input
 
 from .dataset_format import WINDOW_LENGTH, ExLowDataset, SplitData
 
@@ -35,18 +36,13 @@ def window_rows(split: SplitData, windows: np.ndarray) -> np.ndarray:
     return split.windows[windows][:, None] + np.arange(WINDOW_LENGTH)
 
 
-def crops_as_input(crops: np.ndarray) -> np.ndarray:
-    """(B, 5, 16, 16, 3) uint8 RGB -> (B, 5, 3, 16, 16) float32 in [0, 1], the model contract's input."""
-    return np.ascontiguousarray(crops.transpose(0, 1, 4, 2, 3), dtype=np.float32) / np.float32(255.0)
-
-
 def predict_split(pose_function: PoseFunction, split: SplitData, batch_size: int = 512,
                   description: str = "predict") -> np.ndarray:
     """Poses (N, 5, 17, 2) for every window of `split`."""
     outputs = []
     for start in tqdm(range(0, len(split), batch_size), desc=description, unit="batch", leave=False):
         rows = window_rows(split, np.arange(start, min(start + batch_size, len(split))))
-        outputs.append(pose_function(crops_as_input(split.arrays["crops"][rows])))
+        outputs.append(pose_function(crops_to_input(split.arrays["crops"][rows])))
     return np.concatenate(outputs) if outputs else np.zeros((0, WINDOW_LENGTH, 17, 2), np.float32)
 
 
