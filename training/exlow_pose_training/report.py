@@ -12,6 +12,7 @@ information), which scores OKS 0 at every threshold.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -96,6 +97,21 @@ def yolo_split(split: SplitData, manifest: dict, weights: Path, scale_to_height:
     return per_frame[window_rows(split, np.arange(len(split)))]
 
 
+def cached_yolo(out: Path, label: str, dataset: ExLowDataset, split: SplitData, weights: Path,
+                height: float | None, imgsz: int | None) -> np.ndarray:
+    """yolo_split, kept on disk: it does not depend on our models and costs minutes of CPU."""
+    from exlow_pose_ros.provenance import file_sha256
+
+    key = f"{label}|{file_sha256(dataset.root / 'manifest.json')}|{file_sha256(weights)}|{height}|{imgsz}"
+    path = out / "yolo_cache" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.npy"
+    if path.exists():
+        return np.load(path)
+    poses = yolo_split(split, dataset.manifest, weights, height, imgsz)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, poses)
+    return poses
+
+
 def check_targets(rows: dict[str, dict]) -> list[str]:
     lines = []
     full = rows.get("PTEN")
@@ -166,11 +182,10 @@ def main(argv: list[str] | None = None) -> int:
             name, _, path = model_entry.partition("=")
             rows[name] = score_split(predict_split(pose_function_for(Path(path)), split, description=name), split)
         if not args.no_yolo:
-            rows["YOLO11n-pose @16px"] = score_split(yolo_split(split, dataset.manifest, args.yolo,
-                                                                TARGET_HEIGHT_PX, None), split)
-            rows["YOLO11n-pose full-res (teacher)"] = score_split(
-                yolo_split(split, dataset.manifest, args.yolo, None, dataset.manifest["provenance"].get(
-                    "teacher", {}).get("imgsz")), split)
+            teacher_imgsz = dataset.manifest["provenance"].get("teacher", {}).get("imgsz")
+            for name, height, imgsz in (("YOLO11n-pose @16px", TARGET_HEIGHT_PX, None),
+                                        ("YOLO11n-pose full-res (teacher)", None, teacher_imgsz)):
+                rows[name] = score_split(cached_yolo(args.out, label, dataset, split, args.yolo, height, imgsz), split)
         results[label] = rows
     console = Console()
     for label, rows in results.items():
