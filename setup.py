@@ -32,6 +32,7 @@ setup(
             "exlow_pose_recorder = exlow_pose_ros.nodes.bag_recorder_node:main",
             "exlow_pose_video = exlow_pose_ros.offline:main",
             "exlow_pose_evaluate_bag = exlow_pose_ros.bag_evaluation:main",
+            "exlow_pose_soak = exlow_pose_ros.soak:main",
         ],
     },
 )

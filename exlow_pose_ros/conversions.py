@@ -7,11 +7,18 @@ import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from exlow_pose_msgs.msg import Keypoint2D, PixelBox, Skeleton2D, Skeleton2DArray, TrackedPerson
+from exlow_pose_msgs.msg import (
+    Keypoint2D,
+    PixelBox,
+    Skeleton2D,
+    Skeleton2DArray,
+    TrackedPerson,
+    TrackedPersonArray,
+)
 from std_msgs.msg import Header
 
 from .crop import CROP_SIZE, SquareRegion
-from .image_conversion import image_to_numpy, numpy_to_image
+from .image_conversion import ImageConversionError, image_to_numpy, numpy_to_image
 from .person_tracker import TrackedBox
 from .pose_estimator import PersonObservation, SkeletonEstimate
 
@@ -26,24 +33,87 @@ def tracked_person_message(tracked: TrackedBox, region: SquareRegion, crop_rgb: 
                          crop_region=pixel_box(region.box), crop=numpy_to_image(crop_rgb, "rgb8", header))
 
 
-def observation_from_message(person: TrackedPerson, header: Header) -> PersonObservation:
-    """Validate one tracked person; raises ValueError with the offending value."""
+class InputError(ValueError):
+    """Foreign or broken input that is dropped; the text names the offending value and `kind` the class of
+    fault (nodes rate-limit their reports per kind and count each kind in their diagnostics)."""
+
+    def __init__(self, kind: str, text: str) -> None:
+        super().__init__(text)
+        self.kind = kind
+
+
+def check_box(track: int, box: tuple[float, float, float, float], frame_size: tuple[int, int] | None = None
+              ) -> None:
+    """Raise InputError unless `box` (x_min, y_min, x_max, y_max) is finite, has an area and, when the frame
+    size (width, height) is known, overlaps the frame. Boxes partly outside are fine: people at the border."""
+    if not all(math.isfinite(v) for v in box):
+        raise InputError("non-finite", f"track {track}: non-finite value in box {box}")
+    if not (box[2] > box[0] and box[3] > box[1]):
+        raise InputError("degenerate box", f"track {track}: box {box} has no area (x_max <= x_min or "
+                         "y_max <= y_min)")
+    if frame_size is not None:
+        width, height = frame_size
+        if box[2] <= 0 or box[3] <= 0 or box[0] >= width or box[1] >= height:
+            raise InputError("outside frame", f"track {track}: box {box} lies wholly outside the {width}x{height} "
+                             "frame")
+
+
+def observation_from_message(person: TrackedPerson, header: Header,
+                             frame_size: tuple[int, int] | None = None) -> PersonObservation:
+    """Validate one tracked person of a frame of `frame_size` (width, height; None when unknown); raises
+    InputError with the offending value."""
+    track = person.track_id
     box = (person.box.x_min, person.box.y_min, person.box.x_max, person.box.y_max)
     region_box = (person.crop_region.x_min, person.crop_region.y_min, person.crop_region.x_max,
                   person.crop_region.y_max)
     if not all(math.isfinite(v) for v in (*box, *region_box, person.score)):
-        raise ValueError(f"track {person.track_id}: non-finite box, crop_region or score {box} {region_box}")
-    if box[2] < box[0] or box[3] < box[1]:
-        raise ValueError(f"track {person.track_id}: box with max < min {box}")
+        raise InputError("non-finite", f"track {track}: non-finite value in box {box}, crop_region {region_box} "
+                         f"or score {person.score}")
+    check_box(track, box, frame_size)
     side = region_box[2] - region_box[0]
+    centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
     if side <= 0 or abs((region_box[3] - region_box[1]) - side) > 1e-3:
-        raise ValueError(f"track {person.track_id}: crop_region {region_box} is not a square with positive side")
-    if person.crop.encoding != "rgb8" or (person.crop.width, person.crop.height) != (CROP_SIZE, CROP_SIZE):
-        raise ValueError(f"track {person.track_id}: crop is {person.crop.width}x{person.crop.height} "
-                         f"{person.crop.encoding!r}, expected {CROP_SIZE}x{CROP_SIZE} 'rgb8'")
-    crop = image_to_numpy(person.crop)
+        raise InputError("crop region", f"track {track}: crop_region {region_box} is not a square with positive "
+                         "side")
+    # Poses map back to pixels through the region: one that misses its own box would put them elsewhere.
+    if not (region_box[0] <= centre[0] <= region_box[2] and region_box[1] <= centre[1] <= region_box[3]):
+        raise InputError("crop region", f"track {track}: crop_region {region_box} does not contain the centre "
+                         f"of its box {box}")
+    if person.crop.encoding not in ("rgb8", "bgr8") or (person.crop.width, person.crop.height) != (CROP_SIZE,
+                                                                                                   CROP_SIZE):
+        raise InputError("crop", f"track {track}: crop is {person.crop.width}x{person.crop.height} "
+                         f"{person.crop.encoding!r}, expected {CROP_SIZE}x{CROP_SIZE} 'rgb8' (or 'bgr8')")
+    try:
+        crop = image_to_numpy(person.crop)
+    except ImageConversionError as error:
+        raise InputError("crop", f"track {track}: crop {error}") from None
+    if person.crop.encoding == "bgr8":  # a foreign tracker's OpenCV order: the model reads RGB
+        crop = np.ascontiguousarray(crop[..., ::-1])
     region = SquareRegion(round(region_box[0]), round(region_box[1]), max(1, round(side)))
-    return PersonObservation(int(person.track_id), box, float(person.score), region, crop, header)
+    return PersonObservation(int(track), box, float(person.score), region, crop, header)
+
+
+def observations_from_message(message: TrackedPersonArray) -> tuple[list[PersonObservation], list[InputError]]:
+    """The valid persons of one frame, and an InputError for each one dropped. A frame size of 0 means unknown
+    (a foreign tracker may leave it unset); a track id given twice keeps its first valid person, since one
+    history per id cannot take two crops of one frame."""
+    frame_size = (message.image_width, message.image_height) if message.image_width and message.image_height \
+        else None
+    observations: list[PersonObservation] = []
+    errors: list[InputError] = []
+    seen: set[int] = set()
+    for person in message.persons:
+        if person.track_id in seen:
+            errors.append(InputError("duplicate track", f"track {person.track_id} appears twice in the frame "
+                                     f"stamped {stamp_key(message.header)}; the second is dropped"))
+            continue
+        try:
+            observations.append(observation_from_message(person, message.header, frame_size))
+        except InputError as error:
+            errors.append(error)
+            continue
+        seen.add(person.track_id)
+    return observations, errors
 
 
 def skeleton_message(estimate: SkeletonEstimate, layout: str = Skeleton2D.LAYOUT_COCO17) -> Skeleton2D:
@@ -63,3 +133,28 @@ def skeleton_array(header: Header, width: int, height: int, estimates: list[Skel
 
 def stamp_key(header: Header) -> tuple[int, int]:
     return int(header.stamp.sec), int(header.stamp.nanosec)
+
+
+# A stamp this far behind the last one starts a new stream (a bag played in a loop, a restarted camera or
+# simulation); anything less far behind is a late or repeated frame.
+STREAM_RESTART_NS = 2_000_000_000
+
+
+class StampOrder:
+    """Checks that frames come in capture order. `check(stamp)` says "next" (later than every frame so far),
+    "late" (older or repeated: to be dropped, it would corrupt the per-track histories) or "restart" (more
+    than STREAM_RESTART_NS behind: a new stream, which a node must not ignore for the rest of its life)."""
+
+    def __init__(self, restart_after_ns: int = STREAM_RESTART_NS) -> None:
+        self.restart_after_ns = restart_after_ns
+        self.last: tuple[int, int] | None = None
+
+    def check(self, stamp: tuple[int, int]) -> str:
+        if self.last is None or stamp > self.last:
+            self.last = stamp
+            return "next"
+        behind = (self.last[0] - stamp[0]) * 1_000_000_000 + self.last[1] - stamp[1]
+        if behind > self.restart_after_ns:
+            self.last = stamp
+            return "restart"
+        return "late"

@@ -25,6 +25,9 @@ CENTRE_COLOUR = (255, 255, 255)
 _SHIFT = 4  # cv2 fixed-point bits: sub-pixel keypoints matter when a whole person is 20 px tall
 _SCALE = 1 << _SHIFT
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+# cv2 takes int32 (fixed-point) coordinates: farther points are clamped to this many px (they are off-image
+# anyway), so a foreign tracker's absurd but finite box cannot raise OverflowError while drawing.
+_LIMIT = 1e7
 
 
 class _Boxed(Protocol):
@@ -87,14 +90,18 @@ def keypoint_radius(box_height: float) -> float:
     return float(np.clip(box_height / 45.0, 1.0, 8.0))
 
 
+def _clamp(value: float) -> float:
+    return min(max(float(value), -_LIMIT), _LIMIT)
+
+
 def _fixed(point: np.ndarray) -> tuple[int, int]:
     # Pixel centres sit at +0.5 in the continuous convention (crop.py); cv2 draws on integer centres.
-    return round((float(point[0]) - 0.5) * _SCALE), round((float(point[1]) - 0.5) * _SCALE)
+    return round((_clamp(point[0]) - 0.5) * _SCALE), round((_clamp(point[1]) - 0.5) * _SCALE)
 
 
 def _draw_box(image: np.ndarray, track_id: int, box: Sequence[float], outline: bool, label: bool) -> None:
     colour = track_colour(track_id)
-    x_min, y_min, x_max, y_max = (float(v) for v in box)
+    x_min, y_min, x_max, y_max = (_clamp(v) for v in box)
     # Box lines and labels follow the image size (not the person's): same look for every person in a frame,
     # readable on full-HD frames, small enough on 640 x 480 ones.
     size = min(image.shape[:2])

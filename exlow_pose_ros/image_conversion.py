@@ -44,7 +44,12 @@ PIXEL_FORMATS: dict[str, PixelFormat] = {
 
 
 class ImageConversionError(ValueError):
-    """An image message or array that cannot be converted; the message says which value is wrong."""
+    """An image message or array that cannot be converted; the message says which value is wrong and
+    `kind` the class of fault (nodes rate-limit their reports per kind)."""
+
+    def __init__(self, text: str, kind: str = "image") -> None:
+        super().__init__(text)
+        self.kind = kind
 
 
 _cv_bridge = CvBridge() if CvBridge is not None else None
@@ -55,7 +60,7 @@ def pixel_format(encoding: str) -> PixelFormat:
         return PIXEL_FORMATS[encoding]
     except KeyError:
         raise ImageConversionError(
-            f"unsupported image encoding {encoding!r}; supported: {', '.join(PIXEL_FORMATS)}"
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(PIXEL_FORMATS)}", "image encoding"
         ) from None
 
 
@@ -64,14 +69,14 @@ def _check_layout(msg: Image, fmt: PixelFormat) -> None:
     if msg.step < row_bytes:
         raise ImageConversionError(
             f"step {msg.step} is smaller than width {msg.width} x {fmt.bytes_per_pixel} bytes per "
-            f"pixel = {row_bytes} for encoding {msg.encoding!r}"
+            f"pixel = {row_bytes} for encoding {msg.encoding!r}", "image layout"
         )
     # The last row may omit its padding; every byte of every pixel must be there.
     needed = (msg.height - 1) * msg.step + row_bytes if msg.height else 0
     if len(msg.data) < needed:
         raise ImageConversionError(
             f"data holds {len(msg.data)} bytes but a {msg.width}x{msg.height} {msg.encoding!r} image "
-            f"with step {msg.step} needs {needed}"
+            f"with step {msg.step} needs {needed}", "image layout"
         )
 
 
@@ -103,7 +108,36 @@ def image_to_numpy(msg: Image) -> np.ndarray:
         decoded = _cv_bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough")
         return np.array(decoded, dtype=fmt.dtype.newbyteorder("="), order="C", copy=True)
     except (CvBridgeError, TypeError, ValueError) as error:
-        raise ImageConversionError(f"cv_bridge could not decode {msg.encoding!r} image: {error}") from error
+        raise ImageConversionError(f"cv_bridge could not decode {msg.encoding!r} image: {error}",
+                                   "image layout") from error
+
+
+def to_bgr8(pixels: np.ndarray, encoding: str, purpose: str = "the detector") -> np.ndarray:
+    """A decoded bgr8, rgb8 or mono8 image as a (height, width, 3) BGR array; anything else, or an image
+    without pixels, raises ImageConversionError."""
+    if pixels.size == 0:
+        raise ImageConversionError(f"image of {pixels.shape[1]}x{pixels.shape[0]} pixels: nothing to use",
+                                   "empty image")
+    if encoding == "bgr8":
+        return pixels
+    if encoding == "rgb8":
+        return np.ascontiguousarray(pixels[..., ::-1])
+    if encoding == "mono8":
+        return np.repeat(pixels[..., None], 3, axis=2)
+    raise ImageConversionError(f"{purpose} needs a bgr8, rgb8 or mono8 image, not {encoding!r}", "image encoding")
+
+
+def decode_compressed(data: bytes | array | list[int], image_format: str) -> np.ndarray:
+    """A sensor_msgs/CompressedImage's bytes as a BGR array; ImageConversionError when they do not decode."""
+    import cv2
+
+    buffer = np.frombuffer(bytes(data), np.uint8)
+    # imdecode asserts on an empty buffer instead of returning None.
+    decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    if decoded is None:
+        raise ImageConversionError(f"compressed image ({image_format!r}, {buffer.size} bytes) does not decode",
+                                   "undecodable")
+    return decoded
 
 
 def numpy_to_image(pixels: np.ndarray, encoding: str, header: Header | None = None) -> Image:

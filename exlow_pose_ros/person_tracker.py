@@ -15,6 +15,12 @@ class TrackerError(RuntimeError):
     """The tracker cannot start (missing package or weights); the message says what to do."""
 
 
+def first_line(error: BaseException) -> str:
+    """An exception as one line (Ultralytics' messages run to several, with advice about other models)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0].rstrip(".") if lines else type(error).__name__
+
+
 @dataclass(frozen=True)
 class TrackedBox:
     track_id: int
@@ -42,17 +48,43 @@ class PersonTracker:
         try:
             self.model = YOLO(str(path), task="pose" if "pose" in path.name else "detect")
         except Exception as error:  # Ultralytics raises many types for unreadable checkpoints
-            raise TrackerError(f"cannot load detector weights {path}: {error}") from None
+            raise TrackerError(f"cannot load detector weights {path}: {first_line(error)}") from None
         self.image_size, self.confidence, self.iou = image_size, confidence, iou
         self.tracker, self.device, self.max_persons = tracker, device, max_persons
+        self.found = 0
+        self._warm_up(path)
+
+    def _warm_up(self, path: Path) -> None:
+        """One blank frame now: exported weights (.onnx, .engine) load lazily and a missing device shows only
+        at the first inference, which would crash a node at its first image instead of stopping its start."""
+        import logging
+
+        from ultralytics.utils import LOGGER
+
+        level = LOGGER.level
+        LOGGER.setLevel(logging.ERROR)  # its requirement warnings would bury the one line that matters
+        try:
+            self.track(np.zeros((64, 64, 3), np.uint8))
+        except Exception as error:
+            hint = (" A TensorRT engine runs only with the TensorRT version and GPU it was built for: export it "
+                    "again on this machine (yolo export model=yolo11n-pose.pt format=engine) or use the .pt weights."
+                    if path.suffix == ".engine" else "")
+            raise TrackerError(f"detector {path} fails its first inference on device {self.device!r}: "
+                               f"{first_line(error)}.{hint}") from None
+        finally:
+            LOGGER.setLevel(level)
+        for tracker in getattr(self.model.predictor, "trackers", []):
+            tracker.reset()  # the blank frame must not count as the stream's first frame
 
     def track(self, bgr: np.ndarray) -> list[TrackedBox]:
         """Tracked persons in this frame (confirmed tracks only), at most max_persons, highest scores first."""
         result = self.model.track(bgr, persist=True, classes=[0], tracker=self.tracker, imgsz=self.image_size,
                                   conf=self.confidence, iou=self.iou, device=self.device, verbose=False)[0]
         boxes = result.boxes
+        self.found = 0
         if boxes is None or boxes.id is None or len(boxes) == 0:
             return []
+        self.found = len(boxes)  # before the max_persons cap, so a node can say what the cap dropped
         xyxy = boxes.xyxy.cpu().numpy().astype(float)
         ids = boxes.id.int().cpu().numpy()
         scores = boxes.conf.cpu().numpy().astype(float)

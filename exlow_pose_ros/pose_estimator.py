@@ -48,6 +48,10 @@ class PoseEstimator:
         self.windows: TrackWindows[PersonObservation] = TrackWindows(mode, max_missing, max_tracks)
         self._sequence = 0
 
+    def reset(self) -> None:
+        """Forget every track (a new stream): its frames must not share windows with the old stream's."""
+        self.windows = TrackWindows(self.mode, self.windows.max_missing, self.windows.max_tracks)
+
     @property
     def active_tracks(self) -> int:
         return len(self.windows)

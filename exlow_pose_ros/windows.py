@@ -63,6 +63,7 @@ class TrackWindows(Generic[T]):
         self.mode = mode
         self.max_missing = max_missing
         self.max_tracks = max_tracks
+        self.overflowed = 0  # histories dropped because max_tracks was reached (not for being unseen)
         self._tracks: OrderedDict[int, TrackHistory[T]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -76,6 +77,7 @@ class TrackWindows(Generic[T]):
         history.last_update = sequence
         while len(self._tracks) > self.max_tracks:  # a bound on memory whatever the tracker does
             self._tracks.popitem(last=False)
+            self.overflowed += 1
         newest = history.seen - 1
         target = newest - OUTPUT_DELAY[self.mode]
         if target < 0:

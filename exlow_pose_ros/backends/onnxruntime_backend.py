@@ -32,7 +32,8 @@ class OnnxRuntimeBackend(PoseBackend):
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
         except Exception as error:  # onnxruntime raises its own exception types for corrupt files
-            raise BackendError(f"onnxruntime cannot load {path}: {error}. Re-export the model or restore the file"
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise BackendError(f"onnxruntime cannot load {path}: {first}. Re-export the model or restore the file"
                                ) from None
         try:
             self.contract = parse_contract(self.session.get_modelmeta().custom_metadata_map, str(path))

@@ -28,8 +28,10 @@ class TorchBackend(PoseBackend):
             torch.set_num_threads(threads)
         try:
             self.model, method = load_model(path, device)
-        except (RuntimeError, KeyError, ValueError) as error:
-            raise BackendError(f"cannot load checkpoint {path}: {error}") from None
+        except Exception as error:  # torch.load raises pickle, zip and runtime errors for files it cannot read
+            hint = " (an .onnx model runs with backend onnxruntime or tensorrt)" if path.suffix == ".onnx" else ""
+            raise BackendError(f"cannot load checkpoint {path}: {type(error).__name__}: "
+                               f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}{hint}") from None
         self.device = device
         self.contract = contract(method)
         self._torch = torch

@@ -34,6 +34,41 @@ class RateWindow:
         return time.monotonic() - self.events[-1][0] if self.events else float("inf")
 
 
+class FaultLog:
+    """Rate-limited reports of bad input, per kind of fault, with a count of every fault for /diagnostics.
+
+    rclpy's throttle_duration_sec limits per call site, so one flood (say, a foreign tracker's wrong-size
+    crops) would hide the first report of every other fault passing through the same handler; here each
+    kind gets its own period. Kinds are fixed strings chosen by the code, never taken from input.
+    """
+
+    def __init__(self, logger, period: float = 5.0) -> None:
+        self.logger = logger
+        self.period = period
+        self.counts: dict[str, int] = {}
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def report(self, kind: str, text: str, level: str = "error") -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        now = time.monotonic()
+        if now - self._last.get(kind, -self.period) < self.period:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        suppressed = self._suppressed.pop(kind, 0)
+        more = f" ({suppressed} more of this kind since the last report)" if suppressed else ""
+        # One call per severity: rclpy refuses a call site that logs at more than one severity.
+        if level == "warning":
+            self.logger.warning(f"{text}{more}")
+        else:
+            self.logger.error(f"{text}{more}")
+        self._last[kind] = now
+
+    def values(self) -> dict[str, int]:
+        """Diagnostics entries: 'bad input: <kind>' -> count since start."""
+        return {f"bad input: {kind}": count for kind, count in sorted(self.counts.items())}
+
+
 def status(node, name: str, values: dict[str, object], stale_after: float, idle: float) -> DiagnosticArray:
     level, message = (DiagnosticStatus.OK, "running") if idle <= stale_after else (
         DiagnosticStatus.WARN, f"no input for {idle:.0f} s" if idle != float("inf") else "no input yet")

@@ -27,14 +27,14 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ..backends import create_backend
-from ..conversions import observation_from_message, skeleton_array, stamp_key
+from ..conversions import StampOrder, observations_from_message, skeleton_array, stamp_key
 from ..drawing import draw_skeletons
-from ..image_conversion import ImageConversionError, image_to_numpy, numpy_to_image
+from ..image_conversion import ImageConversionError, image_to_numpy, numpy_to_image, to_bgr8
 from ..keypoints import COCO17_LIMBS
 from ..parameters import declare
 from ..pose_estimator import PoseEstimator, SkeletonEstimate
 from ..windows import OUTPUT_DELAY
-from .diagnostics import RateWindow, status
+from .diagnostics import FaultLog, RateWindow, status
 from .runner import run_node
 
 NODE = "pose_node"
@@ -81,35 +81,48 @@ class PoseNode(Node):
         self.recent: deque[tuple[Header, int, int]] = deque(maxlen=self.delay + 1)
         self.inputs, self.latency, self.inference, self.publish_ms = (RateWindow(), RateWindow(), RateWindow(),
                                                                       RateWindow())
-        self.rejected = 0
-        self.last_stamp: tuple[int, int] | None = None
+        self.faults = FaultLog(self.get_logger())
+        self.order = StampOrder()
+        self.frame_size: tuple[int, int] | None = None
         self.create_timer(p["diagnostics_period"], self.publish_diagnostics)
         self.get_logger().info(f"pose model {model.name} on {backend.describe()}, output {p['output_mode']}")
 
     def on_image(self, message: Image) -> None:
-        self.images[stamp_key(message.header)] = message
+        key = stamp_key(message.header)
+        self.images.pop(key, None)  # a repeated stamp (a looped bag) counts as the newest image
+        self.images[key] = message
         while len(self.images) > IMAGES_KEPT:
             self.images.popitem(last=False)
 
     def on_persons(self, message: TrackedPersonArray) -> None:
         started = time.monotonic()
         key = stamp_key(message.header)
-        if self.last_stamp is not None and key <= self.last_stamp:
+        previous, order = self.order.last, self.order.check(key)
+        if order == "late":
             # Windows must follow capture order; a repeated or older frame would corrupt every track's history.
-            self.get_logger().error(f"tracked persons stamped {key} arrive after {self.last_stamp}; dropped",
-                                    throttle_duration_sec=5.0)
-            self.rejected += 1
+            self.faults.report("stamp order", f"tracked persons stamped {key} arrive after {previous}; dropped")
             return
-        self.last_stamp = key
-        observations = []
-        for person in message.persons:
-            try:
-                observations.append(observation_from_message(person, message.header))
-            except (ValueError, ImageConversionError) as error:
-                self.rejected += 1
-                self.get_logger().error(f"person dropped: {error}", throttle_duration_sec=5.0)
+        if order == "restart":
+            self.faults.report("stream restart", f"stamps jumped back from {previous} to {key}: a new stream (a looped "
+                               "bag, a restarted camera); every track starts again", "warning")
+            self.estimator.reset()
+            self.recent.clear()
+        size = (message.image_width, message.image_height)
+        if self.frame_size is not None and size != self.frame_size:
+            self.faults.report("frame size", f"frame size changed from {self.frame_size[0]}x{self.frame_size[1]} "
+                               f"to {size[0]}x{size[1]} at stamp {key}", "warning")
+        self.frame_size = size
+        observations, errors = observations_from_message(message)
+        for error in errors:
+            self.faults.report(error.kind, f"person dropped: {error}")
         inference_started = time.monotonic()
+        overflowed = self.estimator.windows.overflowed
         estimates = self.estimator.process(observations)
+        if self.estimator.windows.overflowed > overflowed:
+            self.faults.report("too many tracks", f"{len(observations)} persons in the frame stamped {key} and "
+                               f"{self.estimator.active_tracks} tracks kept: over max_tracks="
+                               f"{self.estimator.windows.max_tracks}, the least recently seen histories were dropped",
+                               "warning")
         self.inference.add((time.monotonic() - inference_started) * 1000.0)
         self.recent.append((message.header, message.image_width, message.image_height))
         published = time.monotonic()
@@ -140,13 +153,11 @@ class PoseNode(Node):
     def publish_visuals(self, header: Header, estimates: list[SkeletonEstimate]) -> None:
         if self.annotated is not None and (image := self.images.get(stamp_key(header))) is not None:
             try:
-                pixels = image_to_numpy(image)
-                if image.encoding == "rgb8":
-                    pixels = pixels[..., ::-1]
-                if pixels.ndim == 3:
-                    self.annotated.publish(numpy_to_image(draw_skeletons(pixels, estimates), "bgr8", header))
+                pixels = to_bgr8(image_to_numpy(image), image.encoding, "the annotated image")
             except ImageConversionError as error:
-                self.get_logger().error(f"annotated image skipped: {error}", throttle_duration_sec=5.0)
+                self.faults.report(error.kind, f"annotated image for stamp {stamp_key(header)} skipped: {error}")
+            else:
+                self.annotated.publish(numpy_to_image(draw_skeletons(pixels, estimates), "bgr8", header))
         if self.markers is not None:
             self.markers.publish(self.marker_array(header, estimates))
 
@@ -174,7 +185,7 @@ class PoseNode(Node):
             "backend": self.estimator.backend.describe(), "input rate (Hz)": f"{self.inputs.rate():.2f}",
             "latency per frame (ms)": f"{self.latency.mean():.1f}", "inference (ms)": f"{self.inference.mean():.1f}",
             "publish (ms)": f"{self.publish_ms.mean():.2f}",
-            "active tracks": self.estimator.active_tracks, "rejected inputs": self.rejected},
+            "active tracks": self.estimator.active_tracks, **self.faults.values()},
             stale_after=5.0, idle=self.inputs.idle_seconds()))
 
 

@@ -29,13 +29,15 @@ def run_node(node_name: str, description: str, create: Callable[[], object], arg
     try:
         node = create()
         rclpy.spin(node)
-    except STARTUP_ERRORS as error:
-        if node is not None:  # a fault after start-up is a bug, not a configuration problem
-            raise
-        print(f"[{node_name}] cannot start: {error}", file=sys.stderr)
-        return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # SIGINT / SIGTERM: a requested shutdown
+    except Exception as error:
+        if not rclpy.ok():
+            return 0  # SIGTERM during start-up shut the context down under create(): still a requested shutdown
+        if node is not None or not isinstance(error, STARTUP_ERRORS):
+            raise  # a fault after start-up is a bug, not a configuration problem
+        print(f"[{node_name}] cannot start: {error}", file=sys.stderr)
+        return 2
     finally:
         if node is not None:
             close = getattr(node, "close", None)

@@ -19,12 +19,12 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
-from ..conversions import tracked_person_message
+from ..conversions import InputError, StampOrder, check_box, stamp_key, tracked_person_message
 from ..crop import cut_crop, square_region
-from ..image_conversion import ImageConversionError, image_to_numpy
+from ..image_conversion import ImageConversionError, decode_compressed, image_to_numpy, to_bgr8
 from ..parameters import declare
 from ..person_tracker import PersonTracker
-from .diagnostics import RateWindow, status
+from .diagnostics import FaultLog, RateWindow, status
 from .runner import run_node
 
 NODE = "tracker_node"
@@ -34,16 +34,6 @@ OUTPUT_QOS = QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE)
 def default_detector() -> Path:
     assets = Path(os.environ.get("EXLOW_POSE_ASSETS", Path(__file__).resolve().parents[2] / "assets"))
     return assets / "models" / "yolo11n-pose.pt"
-
-
-def to_bgr(pixels: np.ndarray, encoding: str) -> np.ndarray:
-    if encoding == "bgr8":
-        return pixels
-    if encoding == "rgb8":
-        return cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
-    if encoding == "mono8":
-        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
-    raise ImageConversionError(f"the detector needs a colour or mono8 image, not {encoding!r}")
 
 
 class TrackerNode(Node):
@@ -62,48 +52,59 @@ class TrackerNode(Node):
             self.create_subscription(Image, "image", self.on_image, input_qos)
         self.inputs, self.detector_ms, self.crop_publish_ms = RateWindow(), RateWindow(), RateWindow()
         self.persons_published = 0
-        self.last_stamp: tuple[int, int] | None = None
+        self.faults = FaultLog(self.get_logger())
+        self.order = StampOrder()
+        self.frame_size: tuple[int, int] | None = None
         self.create_timer(1.0, self.publish_diagnostics)
         self.get_logger().info(f"tracking persons with {Path(p['detector_model'] or default_detector()).name} at "
                                f"imgsz {p['image_size']} ({p['tracker']})")
 
     def on_image(self, message: Image) -> None:
         try:
-            rgb_or_bgr = image_to_numpy(message)
-            bgr = to_bgr(rgb_or_bgr, message.encoding)
+            bgr = to_bgr8(image_to_numpy(message), message.encoding)
         except ImageConversionError as error:
-            self.get_logger().error(f"image dropped: {error}", throttle_duration_sec=5.0)
+            self.faults.report(error.kind, f"image stamped {stamp_key(message.header)} dropped: {error}")
             return
         self.process(message.header, bgr)
 
     def on_compressed(self, message: CompressedImage) -> None:
-        bgr = cv2.imdecode(np.frombuffer(bytes(message.data), np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            self.get_logger().error(f"compressed image ({message.format!r}, {len(message.data)} bytes) does not "
-                                    "decode; dropped", throttle_duration_sec=5.0)
+        try:
+            bgr = decode_compressed(message.data, message.format)
+        except ImageConversionError as error:
+            self.faults.report(error.kind, f"image stamped {stamp_key(message.header)} dropped: {error}")
             return
         self.process(message.header, bgr)
 
     def process(self, header, bgr: np.ndarray) -> None:
         height, width = bgr.shape[:2]
-        if height == 0 or width == 0:
-            self.get_logger().error(f"empty image {width}x{height} dropped", throttle_duration_sec=5.0)
+        stamp = stamp_key(header)
+        order = self.order.check(stamp)
+        if order == "late":
+            # The pose stage would drop it anyway, and the tracker's motion model must not step back in time.
+            self.faults.report("stamp order", f"image stamped {stamp} is not after the previous {self.order.last}; "
+                               "dropped")
             return
-        stamp = (header.stamp.sec, header.stamp.nanosec)
-        if self.last_stamp is not None and stamp <= self.last_stamp:
-            self.get_logger().warn(f"image stamp {stamp} not after the previous {self.last_stamp}; tracking it anyway",
-                                   throttle_duration_sec=5.0)
-        self.last_stamp = stamp
+        if order == "restart":
+            self.faults.report("stream restart", f"image stamp jumped back to {stamp}: a new stream (a looped bag, "
+                               "a restarted camera); tracking goes on", "warning")
+        if self.frame_size is not None and (width, height) != self.frame_size:
+            self.faults.report("frame size", f"image size changed from {self.frame_size[0]}x{self.frame_size[1]} "
+                               f"to {width}x{height} at stamp {stamp}", "warning")
+        self.frame_size = (width, height)
         started = time.monotonic()
         tracked_boxes = self.tracker.track(bgr)
         detected = time.monotonic()
+        if self.tracker.found > len(tracked_boxes):
+            self.faults.report("too many persons", f"{self.tracker.found} persons tracked in the image stamped "
+                               f"{stamp}; max_persons={self.tracker.max_persons} keeps the highest scores", "warning")
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         persons = []
         for tracked in tracked_boxes:
             try:
+                check_box(tracked.track_id, tracked.box, (width, height))
                 region = square_region(tracked.box)
-            except ValueError as error:
-                self.get_logger().error(f"track {tracked.track_id} skipped: {error}", throttle_duration_sec=5.0)
+            except InputError as error:
+                self.faults.report(error.kind, f"track skipped: {error}")
                 continue
             persons.append(tracked_person_message(tracked, region, cut_crop(rgb, region), header))
         self.publisher.publish(TrackedPersonArray(header=header, image_width=width, image_height=height,
@@ -117,7 +118,8 @@ class TrackerNode(Node):
         self.diagnostics.publish(status(self, "tracker", {
             "input rate (Hz)": f"{self.inputs.rate():.2f}", "detector (ms)": f"{self.detector_ms.mean():.1f}",
             "crop and publish (ms)": f"{self.crop_publish_ms.mean():.2f}",
-            "persons published": self.persons_published}, stale_after=5.0, idle=self.inputs.idle_seconds()))
+            "persons published": self.persons_published, **self.faults.values()},
+            stale_after=5.0, idle=self.inputs.idle_seconds()))
 
 
 def main(argv: list[str] | None = None) -> int:
