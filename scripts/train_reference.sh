@@ -26,18 +26,19 @@ step() { echo; echo "=== $*"; }
 
 [[ -f results/train/autoencoder/best.pt ]] || { step "pose-transition autoencoder";
   exlow-pose-train training/configs/autoencoder.yaml; }
-for method in pten cnn_transformer channel_combined_cnn independent_cnn simple_baseline; do
+for method in pten_aligned pten cnn_transformer channel_combined_cnn independent_cnn simple_baseline; do
   [[ -f results/train/$method/best.pt ]] || { step "$method ($EPOCHS epochs x $SAMPLES windows)";
     exlow-pose-train training/configs/$method.yaml --set epochs=$EPOCHS --set samples_per_epoch=$SAMPLES \
       --set workers=1; }
 done
 
-step "export the full model"
-exlow-pose-export results/train/pten/best.pt --out models/exlow_pose_pten.onnx
+step "export the shipped model: PTEN with frame alignment"
+exlow-pose-export results/train/pten_aligned/best.pt --out models/exlow_pose_pten.onnx
 step "accuracy report (held-out real video)"
-exlow-pose-report --model PTEN=results/train/pten/best.pt --model CNNTransformer=results/train/cnn_transformer/best.pt \
+exlow-pose-report --model PTEN=results/train/pten_aligned/best.pt --model PTEN-paper=results/train/pten/best.pt \
+  --model CNNTransformer=results/train/cnn_transformer/best.pt \
   --model ChannelCombinedCNN=results/train/channel_combined_cnn/best.pt \
   --model IndependentCNN=results/train/independent_cnn/best.pt \
   --model SimpleBaseline=results/train/simple_baseline/best.pt
 step "speed report"
-exlow-pose-benchmark --model models/exlow_pose_pten.onnx --checkpoint results/train/pten/best.pt
+exlow-pose-benchmark --model models/exlow_pose_pten.onnx --checkpoint results/train/pten_aligned/best.pt

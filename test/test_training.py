@@ -87,6 +87,34 @@ def test_pten_starts_from_the_pretrained_decoder(tiny, tmp_path):
         train(config_for("pten", tiny["images"], tmp_path / "no_ae", epochs=1))
 
 
+def test_pten_frame_alignment_starts_as_the_paper_model_then_shifts_and_scales_each_frame(tiny, tmp_path):
+    from exlow_pose_training.models import build_model
+
+    torch.manual_seed(0)
+    aligned = build_model("pten", {"frame_alignment": True}).eval()
+    paper = build_model("pten").eval()
+    paper.load_state_dict({k: v for k, v in aligned.state_dict().items() if not k.startswith("frame_alignment")})
+    crops = torch.rand(4, 5, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(aligned(crops), paper(crops))
+        # The head's output (here its bias alone) shifts and scales the decoded pose.
+        aligned.frame_alignment.bias.copy_(torch.tensor([0.1, -0.2, np.log(1.5)]))
+        expected = paper(crops) * 1.5 + torch.tensor([0.1, -0.2])
+        torch.testing.assert_close(aligned(crops), expected)
+    onnx_path = tmp_path / "aligned.onnx"
+    export_onnx(aligned, onnx_path, "pten", model_options={"frame_alignment": True})
+    assert parity(aligned, onnx_path) < 1e-4
+
+    train(config_for("autoencoder", tiny["motion"], tmp_path / "ae", epochs=1))
+    config = config_for("pten", tiny["images"], tmp_path / "run", model={"frame_alignment": True},
+                        pretrained_autoencoder=str(tmp_path / "ae" / "best.pt"))
+    before = fixed_batch_loss(paper, tiny["images"], pose_only=False)
+    train(config)
+    model, _ = load_model(tmp_path / "run" / "last.pt")
+    assert model.frame_alignment is not None, "the option did not survive the checkpoint"
+    assert fixed_batch_loss(model, tiny["images"], pose_only=False) < 0.7 * before
+
+
 def test_resume_continues_where_training_stopped(tiny, tmp_path):
     out = tmp_path / "run"
     train(config_for("independent_cnn", tiny["images"], out, epochs=2))

@@ -77,6 +77,7 @@ def yolo_split(split: SplitData, manifest: dict, weights: Path, scale_to_height:
     frames = FrameSource(manifest)
     frames.prepare(split)
     per_frame = np.zeros((len(split.arrays["frame"]), 17, 2), np.float32)  # crop centre unless found
+    full_frame_results: dict[tuple[int, int], object] = {}  # unscaled: one YOLO run serves every person in it
     for row in tqdm(range(len(split.arrays["frame"])), desc="YOLO " + ("16 px" if scale_to_height else "full"),
                     unit="person", leave=False):
         bgr = frames.frame(int(split.arrays["source"][row]), int(split.arrays["frame"][row]))
@@ -84,7 +85,13 @@ def yolo_split(split: SplitData, manifest: dict, weights: Path, scale_to_height:
         scale = scale_to_height / (box[3] - box[1]) if scale_to_height else 1.0
         image = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale != 1.0 else bgr
         size = imgsz or int(np.ceil(max(image.shape[:2]) / 32) * 32)
-        result = model.predict(image, classes=[0], imgsz=max(size, 64), conf=0.05, verbose=False)[0]
+        frame_key = (int(split.arrays["source"][row]), int(split.arrays["frame"][row]))
+        if scale == 1.0 and frame_key in full_frame_results:
+            result = full_frame_results[frame_key]
+        else:
+            result = model.predict(image, classes=[0], imgsz=max(size, 64), conf=0.05, verbose=False)[0]
+            if scale == 1.0:
+                full_frame_results[frame_key] = result
         if result.keypoints is None or len(result.boxes) == 0:
             continue
         boxes = result.boxes.xyxy.cpu().numpy() / scale

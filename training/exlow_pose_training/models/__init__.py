@@ -26,8 +26,9 @@ def build_model(method: str, options: dict[str, Any] | None = None) -> nn.Module
         return PoseTransitionAutoencoder(AutoencoderConfig(**options))
     if method in ("pten", "cnn_transformer"):
         decoder = AutoencoderConfig(**options.pop("decoder", {}))
+        frame_alignment = bool(options.pop("frame_alignment", False))
         encoder = ImageEncoderConfig(latent=decoder.latent, frames=decoder.frames, cnn=cnn, **options)
-        return PoseTransitionEmbeddingNetwork(encoder, decoder)
+        return PoseTransitionEmbeddingNetwork(encoder, decoder, frame_alignment)
     if method == "independent_cnn":
         return IndependentCNN(cnn=cnn, **options)
     if method == "channel_combined_cnn":

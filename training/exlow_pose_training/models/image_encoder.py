@@ -90,8 +90,12 @@ class ExLowImageEncoder(nn.Module):
         self.to_latent = nn.Linear(c.embed, c.latent)
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.encode(crops)[0]
+
+    def encode(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embedding (B, M) and the transformer's output token of each frame (B, T, E)."""
         batch, frames = crops.shape[:2]
         features = self.embed(self.cnn(crops.flatten(0, 1))).view(batch, frames, -1)
         tokens = torch.cat([self.aggregation_token.expand(batch, -1, -1), features], dim=1) + self.position
-        aggregated = self.norm(self.transformer(tokens)[:, 0])
-        return self.to_latent(aggregated)
+        encoded = self.norm(self.transformer(tokens))
+        return self.to_latent(encoded[:, 0]), encoded[:, 1:]
