@@ -8,17 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .error_text import first_line
+
 TRACKERS = ("bytetrack.yaml", "botsort.yaml")
 
 
 class TrackerError(RuntimeError):
     """The tracker cannot start (missing package or weights); the message says what to do."""
-
-
-def first_line(error: BaseException) -> str:
-    """An exception as one line (Ultralytics' messages run to several, with advice about other models)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0].rstrip(".") if lines else type(error).__name__
 
 
 @dataclass(frozen=True)

@@ -33,18 +33,24 @@ def ros_value(value) -> str:
     return str(value)
 
 
+def node_command(module: str, params: dict, namespace: str | None = None, node_name: str | None = None) -> list[str]:
+    """The command line that runs exlow_pose_ros.nodes.<module> with these parameters and remappings."""
+    command = [sys.executable, "-m", f"exlow_pose_ros.nodes.{module}", "--ros-args"]
+    if namespace:
+        command += ["-r", f"__ns:={namespace}"]
+    if node_name:
+        command += ["-r", f"__node:={node_name}"]
+    for name, value in params.items():
+        command += ["-p", f"{name}:={ros_value(value)}"]
+    return command
+
+
 class NodeProcess:
     """An exlow_pose node as a process; a thread collects its output lines so a test can wait for one."""
 
     def __init__(self, module: str, params: dict, cwd: Path, namespace: str | None = None,
                  env: dict[str, str] | None = None, node_name: str | None = None) -> None:
-        command = [sys.executable, "-m", f"exlow_pose_ros.nodes.{module}", "--ros-args"]
-        if namespace:
-            command += ["-r", f"__ns:={namespace}"]
-        if node_name:
-            command += ["-r", f"__node:={node_name}"]
-        for name, value in params.items():
-            command += ["-p", f"{name}:={ros_value(value)}"]
+        command = node_command(module, params, namespace, node_name)
         self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True, env=env or NODE_ENV)
         self.lines: list[str] = []
@@ -76,25 +82,26 @@ class NodeProcess:
         """Send `stop_signal`, wait for the exit; (return code, whole log). Kills after `timeout` s."""
         if self.process.poll() is None:
             self.process.send_signal(stop_signal)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._reader.join(5)
+        self._end(timeout)
         return self.process.returncode, self.since()
 
     def wait(self, timeout: float = 30) -> tuple[int, str]:
         """Wait for the process to end by itself; (return code, whole log)."""
+        if not self._end(timeout):
+            raise AssertionError(f"node did not exit within {timeout} s:\n{self.since()}")
+        return self.process.returncode, self.since()
+
+    def _end(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the exit, killing the process after that; False if it had to be killed."""
         try:
             self.process.wait(timeout)
+            exited = True
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            self._reader.join(5)
-            raise AssertionError(f"node did not exit within {timeout} s:\n{self.since()}") from None
+            exited = False
         self._reader.join(5)
-        return self.process.returncode, self.since()
+        return exited
 
 
 def wait_for_line(ros, node: NodeProcess, pattern: str, mark: int, timeout: float = 10) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from exlow_pose_ros.backends.base import BackendError
 
 from conftest import REPO
-from robustness_support import NODE_ENV, pose_model, ros_value
+from robustness_support import NODE_ENV, node_command, pose_model, ros_value
 
 DETECTOR = Path(os.environ.get("EXLOW_POSE_ASSETS", REPO / "assets")) / "models" / "yolo11n-pose.pt"
 
@@ -73,9 +72,8 @@ def start(case: str, folder: Path, model: Path) -> subprocess.CompletedProcess:
         shadow.mkdir(parents=True)
         (shadow / "__init__.py").write_text(f"raise ImportError(\"No module named '{hidden}'\")\n")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shadow.parent), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", f"exlow_pose_ros.nodes.{module}", "--ros-args"]
-    for name, value in params.items():
-        command += ["-p", f"{name}:={ros_value(value).format(tmp=folder, model=model)}"]
+    command = node_command(module, {name: ros_value(value).format(tmp=folder, model=model)
+                                    for name, value in params.items()})
     return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=60)
 
 

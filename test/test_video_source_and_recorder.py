@@ -27,6 +27,7 @@ from exlow_pose_ros.parameters import load_schema
 from exlow_pose_ros.video_source import VideoSourceError, publish_rate
 
 from conftest import REPO
+from robustness_support import node_command
 from ros_samples import samples
 
 VIDEO = Path(os.environ.get("EXLOW_POSE_ASSETS", REPO / "assets")) / "videos" / "vtest.avi"
@@ -36,21 +37,9 @@ SEED = 20261123
 needs_video = pytest.mark.skipif(not VIDEO.is_file(), reason=f"{VIDEO} missing: run scripts/setup.sh")
 
 
-def ros_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(f"'{v}'" for v in value) + "]"
-    return str(value)
-
-
 def start_node(module: str, params: dict, cwd: Path, namespace: str | None = None) -> subprocess.Popen:
-    command = [sys.executable, "-m", f"exlow_pose_ros.nodes.{module}", "--ros-args"]
-    if namespace:
-        command += ["-r", f"__ns:={namespace}"]
-    for name, value in params.items():
-        command += ["-p", f"{name}:={ros_value(value)}"]
-    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(node_command(module, params, namespace), cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
 
 
 def alive(process: subprocess.Popen):

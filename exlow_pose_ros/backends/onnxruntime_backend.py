@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..error_text import first_line
 from ..model_contract import INPUT_NAME, OUTPUT_NAME, ModelContractError, parse_contract
 from .base import BackendError, PoseBackend
 
@@ -32,9 +33,8 @@ class OnnxRuntimeBackend(PoseBackend):
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
         except Exception as error:  # onnxruntime raises its own exception types for corrupt files
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise BackendError(f"onnxruntime cannot load {path}: {first}. Re-export the model or restore the file"
-                               ) from None
+            raise BackendError(f"onnxruntime cannot load {path}: {first_line(error)}. Re-export the model or "
+                               "restore the file") from None
         try:
             self.contract = parse_contract(self.session.get_modelmeta().custom_metadata_map, str(path))
         except ModelContractError as error:

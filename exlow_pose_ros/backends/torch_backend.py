@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..error_text import first_line
 from ..model_contract import contract
 from .base import BackendError, PoseBackend
 
@@ -30,8 +31,8 @@ class TorchBackend(PoseBackend):
             self.model, method = load_model(path, device)
         except Exception as error:  # torch.load raises pickle, zip and runtime errors for files it cannot read
             hint = " (an .onnx model runs with backend onnxruntime or tensorrt)" if path.suffix == ".onnx" else ""
-            raise BackendError(f"cannot load checkpoint {path}: {type(error).__name__}: "
-                               f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}{hint}") from None
+            raise BackendError(f"cannot load checkpoint {path}: {type(error).__name__}: {first_line(error)}{hint}"
+                               ) from None
         self.device = device
         self.contract = contract(method)
         self._torch = torch
