@@ -19,6 +19,7 @@ from std_msgs.msg import Header
 
 from .crop import CROP_SIZE, SquareRegion
 from .image_conversion import ImageConversionError, image_to_numpy, numpy_to_image
+from .keypoints import NUM_KEYPOINTS
 from .person_tracker import TrackedBox
 from .pose_estimator import PersonObservation, SkeletonEstimate
 
@@ -29,8 +30,11 @@ def pixel_box(box: tuple[float, float, float, float]) -> PixelBox:
 
 def tracked_person_message(tracked: TrackedBox, region: SquareRegion, crop_rgb: np.ndarray,
                            header: Header) -> TrackedPerson:
+    keypoints = [] if tracked.keypoints is None else [
+        Keypoint2D(x=float(x), y=float(y), score=float(np.clip(c, 0.0, 1.0))) for x, y, c in tracked.keypoints]
     return TrackedPerson(track_id=tracked.track_id, box=pixel_box(tracked.box), score=float(tracked.score),
-                         crop_region=pixel_box(region.box), crop=numpy_to_image(crop_rgb, "rgb8", header))
+                         crop_region=pixel_box(region.box), crop=numpy_to_image(crop_rgb, "rgb8", header),
+                         detector_keypoints=keypoints)
 
 
 class InputError(ValueError):
@@ -90,7 +94,22 @@ def observation_from_message(person: TrackedPerson, header: Header,
     if person.crop.encoding == "bgr8":  # a foreign tracker's OpenCV order: the model reads RGB
         crop = np.ascontiguousarray(crop[..., ::-1])
     region = SquareRegion(round(region_box[0]), round(region_box[1]), max(1, round(side)))
-    return PersonObservation(int(track), box, float(person.score), region, crop, header)
+    return PersonObservation(int(track), box, float(person.score), region, crop, header,
+                             detector_keypoints_from_message(person))
+
+
+def detector_keypoints_from_message(person: TrackedPerson) -> np.ndarray | None:
+    """(17, 3) pixels and confidence, or None when the tracker sent none. A malformed set (wrong count,
+    non-finite values, confidence outside [0, 1]) raises InputError: fused into the pose it would mislead it."""
+    points = person.detector_keypoints
+    if len(points) == 0:
+        return None
+    values = np.array([(p.x, p.y, p.score) for p in points], dtype=np.float32)
+    if len(points) != NUM_KEYPOINTS or not np.isfinite(values).all() or (values[:, 2] < 0).any() \
+            or (values[:, 2] > 1).any():
+        raise InputError("detector keypoints", f"track {person.track_id}: detector_keypoints must be "
+                         f"{NUM_KEYPOINTS} finite points with confidence in [0, 1], got {len(points)}")
+    return values
 
 
 def observations_from_message(message: TrackedPersonArray) -> tuple[list[PersonObservation], list[InputError]]:
@@ -120,8 +139,12 @@ def skeleton_message(estimate: SkeletonEstimate, layout: str = Skeleton2D.LAYOUT
     """estimate.stamp is the described frame's std_msgs/Header."""
     header: Header = estimate.stamp
     score = float(np.clip(estimate.score, 0.0, 1.0))
-    keypoints = [Keypoint2D(x=float(x), y=float(y), score=score) if math.isfinite(x) and math.isfinite(y)
-                 else Keypoint2D(x=0.0, y=0.0, score=0.0) for x, y in estimate.keypoints]
+    # Per joint: the model's own confidence where it gives one, else the person's detector score.
+    joint_scores = np.full(len(estimate.keypoints), score) if estimate.confidence is None else \
+        np.clip(np.nan_to_num(estimate.confidence), 0.0, 1.0)
+    keypoints = [Keypoint2D(x=float(x), y=float(y), score=float(c)) if math.isfinite(x) and math.isfinite(y)
+                 else Keypoint2D(x=0.0, y=0.0, score=0.0) for (x, y), c in zip(estimate.keypoints, joint_scores,
+                                                                                 strict=True)]
     return Skeleton2D(track_id=estimate.track_id, stamp=Time(sec=header.stamp.sec, nanosec=header.stamp.nanosec),
                       box=pixel_box(estimate.box), layout=layout, keypoints=keypoints, score=score)
 

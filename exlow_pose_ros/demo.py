@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", type=Path, default=assets_dir() / "models" / "yolo11n-pose.pt")
     parser.add_argument("--backend", default="onnxruntime", choices=("auto", "onnxruntime", "tensorrt", "torch"))
     parser.add_argument("--mode", default="centre", choices=("centre", "latest"))
+    parser.add_argument("--keypoints", default="detector", choices=("detector", "model"),
+                        help="the pose node's keypoint_source (default: %(default)s)")
     parser.add_argument("--imgsz", type=int, default=1280, help="detector input size")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: whole video)")
     parser.add_argument("--out", type=Path, default=Path("results") / "demo",
@@ -184,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         logs[name] = (args.out / f"{name}.log").open("w")
         return subprocess.Popen(argv_, stdout=logs[name], stderr=subprocess.STDOUT)
 
-    pose_parameters = {"backend": args.backend, "output_mode": args.mode, "ack_topic": ACK_TOPIC,
-                       "reliable_image": True}
+    pose_parameters = {"backend": args.backend, "output_mode": args.mode, "keypoint_source": args.keypoints,
+                       "ack_topic": ACK_TOPIC, "reliable_image": True}
     if args.model:
         pose_parameters["model_path"] = str(args.model.resolve())
     topics = RECORDED + ([IMAGE_TOPIC] if args.record_images else [])

@@ -6,6 +6,13 @@ Input  `crops`: float32 [N, 5, 3, 16, 16]: for each of N tracks, its last 5 crop
 Output `poses`: float32 [N, 5, 17, 2]: the 5 frames' COCO-17 keypoints (x, y) in crop coordinates,
        [-1, 1] over each frame's own crop region. Read index 2 (the centre frame, the paper's output,
        two frames of delay) or index 4 (the newest frame, no delay).
+
+Version 2 adds, when the model has them (named in the contract):
+Input  `detector`:   float32 [N, 5, 17, 3]: the person detector's own keypoints for each frame, (x, y) in
+       that frame's crop coordinates and the confidence; all zeros where the detector gave none.
+Output `confidence`: float32 [N, 5, 17]: per joint, the probability that the keypoint is right
+       (per-keypoint OKS >= 0.5).
+Version-1 models (crops in, poses out) are still read.
 """
 
 from __future__ import annotations
@@ -21,9 +28,12 @@ from .keypoints import COCO17_NAMES
 from .windows import OUTPUT_INDEX, WINDOW_LENGTH
 
 CONTRACT_KEY = "exlow_pose.contract"
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 INPUT_NAME = "crops"
 OUTPUT_NAME = "poses"
+DETECTOR_INPUT_NAME = "detector"
+CONFIDENCE_OUTPUT_NAME = "confidence"
 ONNX_OPSET = 18
 
 
@@ -31,9 +41,22 @@ class ModelContractError(ValueError):
     """The model's metadata is missing or does not match what this code feeds and reads."""
 
 
-def contract(method: str, **extra: Any) -> dict[str, Any]:
+DETECTOR_INPUT = {"name": DETECTOR_INPUT_NAME, "dtype": "float32",
+                  "shape": ["N", WINDOW_LENGTH, len(COCO17_NAMES), 3],
+                  "units": "the detector's keypoints: (x, y) in crop coordinates and confidence in [0, 1]; all 0 "
+                           "where it gave none"}
+CONFIDENCE_OUTPUT = {"name": CONFIDENCE_OUTPUT_NAME, "dtype": "float32",
+                     "shape": ["N", WINDOW_LENGTH, len(COCO17_NAMES)],
+                     "units": "probability that the keypoint is right (per-keypoint OKS >= 0.5)"}
+
+
+def contract(method: str, detector_input: bool = False, confidence_output: bool = False,
+             **extra: Any) -> dict[str, Any]:
     """The contract stored in an exported model's metadata under CONTRACT_KEY."""
+    optional = {**({"detector_input": DETECTOR_INPUT} if detector_input else {}),
+                **({"confidence_output": CONFIDENCE_OUTPUT} if confidence_output else {})}
     return {
+        **optional,
         "contract_version": CONTRACT_VERSION,
         "method": method,
         "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["N", WINDOW_LENGTH, 3, CROP_SIZE, CROP_SIZE],
@@ -57,15 +80,24 @@ def parse_contract(metadata: Mapping[str, str], source: str) -> dict[str, Any]:
         found = json.loads(metadata[CONTRACT_KEY])
     except json.JSONDecodeError as error:
         raise ModelContractError(f"{source}: '{CONTRACT_KEY}' metadata is not JSON ({error})") from None
-    if found.get("contract_version") != CONTRACT_VERSION:
+    if found.get("contract_version") not in READABLE_VERSIONS:
         raise ModelContractError(f"{source} has model contract version {found.get('contract_version')}, this "
-                                 f"code reads version {CONTRACT_VERSION}; use a matching exlow_pose release")
-    expected = contract(found.get("method", "?"))
-    for part in ("input", "output", "crop"):
+                                 f"code reads versions {READABLE_VERSIONS}; use a matching exlow_pose release")
+    expected = contract(found.get("method", "?"), detector_input=True, confidence_output=True)
+    parts = ["input", "output", "crop"] + [p for p in ("detector_input", "confidence_output") if p in found]
+    for part in parts:
         if found.get(part) != expected[part]:
             raise ModelContractError(f"{source}: its {part} contract {found.get(part)} differs from this code's "
                                      f"{expected[part]}")
     return found
+
+
+def takes_detector(found: Mapping[str, Any]) -> bool:
+    return "detector_input" in found
+
+
+def gives_confidence(found: Mapping[str, Any]) -> bool:
+    return "confidence_output" in found
 
 
 def crops_to_input(crops: np.ndarray) -> np.ndarray:

@@ -3,9 +3,9 @@
 Same stages as the ROS nodes: PersonTracker (Ultralytics detector + ByteTrack/BoT-SORT) on each full
 frame -> crop convention (square_region + cut_crop, RGB 16x16) -> PoseEstimator (per-track 5-frame
 windows, one batched inference per frame) -> skeletons in image pixels. Offline the video has an end,
-so each track's last frames, which "centre" mode would otherwise leave without a pose, are flushed with
-edge-padded windows (OfflinePoseEstimator), when the track is dropped and at the end of the video: in
-both modes every tracked person in every frame gets a skeleton.
+so each track's last frames are flushed with edge-padded windows at the end of the video
+(PoseEstimator.flush), as they are at every gap of a track: in both modes every tracked person in every
+frame gets a skeleton.
 
 JSON written to --out-json (pixels: continuous coordinates, origin at the top-left corner of the
 top-left pixel, as in the crop convention; keypoints in COCO-17 order, exlow_pose_ros.keypoints):
@@ -25,15 +25,16 @@ top-left pixel, as in the crop convention; keypoints in COCO-17 order, exlow_pos
            {"track_id": 3,
             "box": [x_min, y_min, x_max, y_max],                          # the tracker's box
             "score": 0.87,                                                # the detector's score
-            "keypoints": [[x, y, score], ...]}                            # 17 rows; score = the person's
-         ]}                                                               # detector score (PTEN gives no
-      ]                                                                   # per-joint confidence)
+            "keypoints": [[x, y, score], ...]}                            # 17 rows; score = the model's
+         ]}                                                               # per-joint confidence (models
+      ]                                                                   # without one: the detector score)
     }
 
 A tracked person without a skeleton would be left out of "persons" (only possible with more than 512 live
 tracks, PoseEstimator's bound); the summary then warns.
 
-The annotated video (--out-video, mp4v) has one frame per entry of "frames", same size and fps as the input.
+The annotated video (--out-video, mp4v; only when asked for) has one frame per entry of "frames", same size and
+fps as the input.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ import sys
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +53,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .backends import BACKENDS, BackendError, PoseBackend, create_backend
-from .crop import cut_crop, denormalise_keypoints, square_region
+from .backends import BACKENDS, BackendError, create_backend
+from .crop import cut_crop, square_region
 from .drawing import draw_skeletons, draw_tracked_boxes
-from .model_contract import crops_to_input
 from .person_tracker import TRACKERS, PersonTracker, TrackedBox, TrackerError
-from .pose_estimator import PersonObservation, PoseEstimator, SkeletonEstimate
+from .pose_estimator import KEYPOINT_SOURCES, PersonObservation, PoseEstimator, SkeletonEstimate
 from .provenance import file_sha256
-from .windows import OUTPUT_DELAY, OUTPUT_INDEX, WINDOW_LENGTH, OutputMode, window_indices
+from .shipped_files import default_model, keypoint_calibration
+from .windows import OUTPUT_INDEX
 
 PROG = "exlow_pose_video"
 STAGES = ("read", "detector", "crop", "pose", "draw")
@@ -70,71 +70,6 @@ class OfflineError(RuntimeError):
     """A problem the user can fix (missing file, unreadable video); the message says which."""
 
 
-@dataclass
-class _Tail:
-    """The last WINDOW_LENGTH observations of a track and how many it had, mirroring PoseEstimator's windows."""
-
-    frames: deque = field(default_factory=lambda: deque(maxlen=WINDOW_LENGTH))
-    seen: int = 0
-    last_update: int = 0
-
-
-class OfflinePoseEstimator:
-    """PoseEstimator plus the end of each track: `process` also returns the skeletons of tracks it drops,
-    `flush()` those of all live tracks (end of the video), from edge-padded windows (windows.window_indices).
-
-    It keeps its own copy of each track's last 5 observations because PoseEstimator's windows are private;
-    the drop rule (unseen for more than max_missing frames) is PoseEstimator's, so a dropped track is
-    dropped there too and no frame gets two skeletons.
-    """
-
-    def __init__(self, backend: PoseBackend, mode: OutputMode = "centre", max_missing: int = 15) -> None:
-        self.backend, self.mode, self.max_missing = backend, mode, max_missing
-        self.estimator = PoseEstimator(backend, mode, max_missing)
-        self._tails: dict[int, _Tail] = {}
-        self._sequence = 0
-
-    def process(self, persons: list[PersonObservation]) -> list[SkeletonEstimate]:
-        """One frame's persons (frames in order) -> the skeletons completed now, of this or earlier frames."""
-        sequence = self._sequence
-        self._sequence += 1
-        estimates = self.estimator.process(persons)
-        for person in persons:
-            tail = self._tails.setdefault(person.track_id, _Tail())
-            tail.frames.append(person)
-            tail.seen += 1
-            tail.last_update = sequence
-        stale = [t for t, tail in self._tails.items() if sequence - tail.last_update > self.max_missing]
-        return estimates + self._finish([self._tails.pop(t) for t in stale])
-
-    def flush(self) -> list[SkeletonEstimate]:
-        """The skeletons still owed to every live track; afterwards the estimator starts afresh."""
-        estimates = self._finish(list(self._tails.values()))
-        self._tails.clear()
-        self.estimator = PoseEstimator(self.backend, self.mode, self.max_missing)
-        return estimates
-
-    def pending_stamps(self) -> list[Any]:
-        """Stamps of observations that have no skeleton yet (the last OUTPUT_DELAY frames of each track)."""
-        delay = OUTPUT_DELAY[self.mode]
-        return [tail.frames[-1 - i].stamp for tail in self._tails.values() for i in range(min(delay, tail.seen))]
-
-    def _finish(self, tails: Iterable[_Tail]) -> list[SkeletonEstimate]:
-        windows = []
-        for tail in tails:
-            newest, oldest_kept = tail.seen - 1, tail.seen - len(tail.frames)
-            for target in range(max(0, tail.seen - OUTPUT_DELAY[self.mode]), tail.seen):
-                windows.append([tail.frames[i - oldest_kept] for i in window_indices(target, 0, newest, self.mode)])
-        if not windows:
-            return []
-        index = OUTPUT_INDEX[self.mode]
-        crops = np.stack([np.stack([p.crop for p in window]) for window in windows])
-        poses = self.backend.infer(crops_to_input(crops))[:, index]
-        return [SkeletonEstimate(w[index].track_id, w[index].stamp, w[index].box,
-                                 denormalise_keypoints(pose, w[index].region), w[index].score)
-                for w, pose in zip(windows, poses, strict=True)]
-
-
 def observe(bgr: np.ndarray, tracked: Iterable[TrackedBox], stamp: Any) -> list[PersonObservation]:
     """The crop convention on one BGR frame: each tracked box -> its square region and 16x16 RGB crop."""
     persons = []
@@ -142,14 +77,19 @@ def observe(bgr: np.ndarray, tracked: Iterable[TrackedBox], stamp: Any) -> list[
         region = square_region(person.box)
         # Cut from BGR and flip the 16x16 result: same pixels as converting the whole frame first, far cheaper.
         crop = np.ascontiguousarray(cut_crop(bgr, region)[..., ::-1])
-        persons.append(PersonObservation(person.track_id, person.box, person.score, region, crop, stamp))
+        persons.append(PersonObservation(person.track_id, person.box, person.score, region, crop, stamp,
+                                         person.keypoints))
     return persons
 
 
 def _person_json(tracked: TrackedBox, skeleton: SkeletonEstimate) -> dict[str, Any]:
     score = round(float(tracked.score), 4)
+    # Per joint: the model's confidence where it gives one, else the person's detector score.
+    joint_scores = [score] * len(skeleton.keypoints) if skeleton.confidence is None else \
+        [round(float(c), 4) for c in skeleton.confidence]
     return {"track_id": int(tracked.track_id), "box": [round(float(v), 2) for v in tracked.box], "score": score,
-            "keypoints": [[round(float(x), 2), round(float(y), 2), score] for x, y in skeleton.keypoints]}
+            "keypoints": [[round(float(x), 2), round(float(y), 2), c]
+                          for (x, y), c in zip(skeleton.keypoints, joint_scores, strict=True)]}
 
 
 def default_detector() -> Path:
@@ -163,16 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
         "file without ROS; write every tracked person's COCO-17 skeleton per frame as JSON (schema: "
         "pydoc exlow_pose_ros.offline) and an annotated mp4.")
     parser.add_argument("video", type=Path, help="input video file (anything OpenCV reads)")
-    parser.add_argument("--model", type=Path, required=True, help="pose model: exported .onnx (or checkpoint for "
-                        "--backend torch)")
+    parser.add_argument("--model", type=Path, default=default_model(), help="pose model: exported .onnx (or "
+                        "checkpoint for --backend torch; default: the shipped %(default)s)")
     parser.add_argument("--detector", type=Path, default=default_detector(),
                         help="Ultralytics person detector weights (default: %(default)s)")
     parser.add_argument("--out-json", type=Path, required=True, help="JSON output path")
-    parser.add_argument("--out-video", type=Path, required=True, help="annotated mp4 output path")
+    parser.add_argument("--out-video", type=Path, help="annotated mp4 output path (default: JSON only)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="pose inference backend (default: "
                         "%(default)s: TensorRT on a CUDA GPU with TensorRT, else ONNX Runtime)")
     parser.add_argument("--mode", choices=tuple(OUTPUT_INDEX), default="centre", help="centre: the pose of the "
                         "window's middle frame (the paper); latest: of its newest frame (default: %(default)s)")
+    parser.add_argument("--keypoints", choices=KEYPOINT_SOURCES, default="detector",
+                        help="detector: the detector's own keypoints, smoothed over neighbouring frames (best on "
+                        "unseen scenes, README 'Results'); model: the pose model's. Persons without detector "
+                        "keypoints always get the model's (default: %(default)s)")
+    parser.add_argument("--keypoint-calibration", default="", help="calibration of the detector's keypoint "
+                        "confidences: '' = the shipped one, 'none' = raw, or a JSON path (exlow-pose-calibrate)")
     parser.add_argument("--imgsz", type=int, default=1280, help="detector input size; small people need large "
                         "sizes (default: %(default)s)")
     parser.add_argument("--conf", type=float, default=0.25, help="detector confidence threshold (default: "
@@ -219,13 +165,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tracker = PersonTracker(args.detector, args.imgsz, args.conf, args.iou, args.tracker, args.device)
     except (BackendError, TrackerError) as error:
         raise OfflineError(str(error)) from None
-    poses = OfflinePoseEstimator(backend, args.mode, args.max_missing)
+    poses = PoseEstimator(backend, args.mode, args.max_missing, keypoint_source=args.keypoints,
+                          keypoint_calibration=keypoint_calibration(args.keypoint_calibration))
     capture, fps, width, height, count = _open_video(args.video, args.start_frame)
-    args.out_video.parent.mkdir(parents=True, exist_ok=True)
     args.out_json.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(args.out_video), cv2.VideoWriter.fourcc(*"mp4v"), fps or 30.0, (width, height))
-    if not writer.isOpened():
-        raise OfflineError(f"OpenCV cannot write {args.out_video} (mp4v)")
+    writer = None
+    if args.out_video:
+        args.out_video.parent.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(str(args.out_video), cv2.VideoWriter.fourcc(*"mp4v"), fps or 30.0, (width, height))
+        if not writer.isOpened():
+            raise OfflineError(f"OpenCV cannot write {args.out_video} (mp4v)")
 
     seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # per stage, over the whole run
     skeletons: dict[int, dict[int, SkeletonEstimate]] = defaultdict(dict)
@@ -241,9 +190,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         counts["skeletons"] += len(persons)
         counts["missing"] += len(tracked) - len(persons)
         frames.append({"index": index, "time_s": round(index / fps, 4) if fps else None, "persons": persons})
-        image = draw_skeletons(bgr, [found[t.track_id] for t in tracked if t.track_id in found])
-        image = draw_tracked_boxes(image, [t for t in tracked if t.track_id not in found])
-        writer.write(image)
+        if writer is not None:
+            image = draw_skeletons(bgr, [found[t.track_id] for t in tracked if t.track_id in found])
+            writer.write(draw_tracked_boxes(image, [t for t in tracked if t.track_id not in found]))
         seconds["draw"] += time.perf_counter() - start
 
     def collect(estimates: list[SkeletonEstimate]) -> None:
@@ -280,7 +229,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     emit(*waiting.popleft())
                 index += 1
                 progress.update(1)
-                progress.set_postfix(tracks=poses.estimator.active_tracks, refresh=False)
+                progress.set_postfix(tracks=poses.active_tracks, refresh=False)
             start = time.perf_counter()
             collect(poses.flush())
             seconds["pose"] += time.perf_counter() - start
@@ -288,7 +237,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 emit(*waiting.popleft())
     finally:
         capture.release()
-        writer.release()
+        if writer is not None:
+            writer.release()
     if not frames:
         raise OfflineError(f"no frames read from {args.video} (from frame {args.start_frame})")
 
@@ -322,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: warning: {summary['missing']} tracked persons got no skeleton", file=sys.stderr)
     print(f"{PROG}: mean ms per frame: " + ", ".join(f"{stage} {ms[stage]:.1f}" for stage in STAGES)
           + f"; total {sum(ms.values()):.1f}")
-    print(f"{PROG}: wrote {args.out_json} and {args.out_video}")
+    print(f"{PROG}: wrote {args.out_json}" + (f" and {args.out_video}" if args.out_video else ""))
     return 0
 
 

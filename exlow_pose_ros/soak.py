@@ -123,7 +123,7 @@ class Scene:
 
 def default_model(out: Path) -> Path:
     """The shipped model, else an untrained PTEN exported into `out` (latency and memory do not need weights)."""
-    from .nodes.pose_node import default_model as shipped
+    from .shipped_files import default_model as shipped
 
     model = shipped()
     if model.is_file():

@@ -5,8 +5,9 @@ Output modes:
   known two frames after c was captured. Stride 1: every frame gets its own window.
 - "latest" (zero delay): the pose of frame t comes from the window t-4 .. t, read at its last index.
 
-At a track's start (and, offline, its end) the missing frames are edge padded: the window repeats the
-first (last) frame, so every frame of a track gets a pose.
+At a run's start and end the missing frames are edge padded: the window repeats the first (last) frame, so
+every frame of a track gets a pose. A run ends where the track misses a frame: its owed frames are described
+then, and the track starts a new run, so a window never splices frames across a gap (nor do training windows).
 """
 
 from __future__ import annotations
@@ -85,6 +86,33 @@ class TrackWindows(Generic[T]):
         oldest_kept = history.seen - len(history.frames)
         indices = window_indices(target, 0, newest, self.mode) - oldest_kept
         return [history.frames[i] for i in indices]
+
+    def finish_run(self, track_id: int) -> list[list[T]]:
+        """The windows (edge padded at the run's end) of the frames of this track's current run that the mode has
+        not described yet; the track then starts a new run (a later frame never shares a window with these)."""
+        history = self._tracks.get(track_id)
+        if history is None or history.seen == 0:
+            return []
+        newest, oldest_kept = history.seen - 1, history.seen - len(history.frames)
+        windows = [[history.frames[i - oldest_kept] for i in window_indices(target, 0, newest, self.mode)]
+                   for target in range(max(0, history.seen - OUTPUT_DELAY[self.mode]), history.seen)]
+        history.frames.clear()
+        history.seen = 0
+        return windows
+
+    def close_gaps(self, sequence: int) -> list[list[T]]:
+        """After frame `sequence`'s updates: the runs of tracks seen in the frame before but not in this one have
+        ended; their owed frames are described now (as training windows never cross a gap)."""
+        return [w for t, h in list(self._tracks.items()) if h.last_update == sequence - 1 and h.seen
+                for w in self.finish_run(t)]
+
+    def finish_all(self) -> list[list[T]]:
+        """finish_run for every track (the end of a stream)."""
+        return [w for track_id in list(self._tracks) for w in self.finish_run(track_id)]
+
+    def pending(self) -> list[T]:
+        """The frames of live runs that still wait for a window (the mode's output delay)."""
+        return [h.frames[-1 - i] for h in self._tracks.values() for i in range(min(OUTPUT_DELAY[self.mode], h.seen))]
 
     def evict(self, sequence: int) -> list[int]:
         """Drop tracks whose last frame is more than max_missing frames before `sequence`."""

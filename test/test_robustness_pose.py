@@ -15,7 +15,7 @@ from itertools import count
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from exlow_pose_msgs.msg import Skeleton2DArray, TrackedPersonArray
+from exlow_pose_msgs.msg import Keypoint2D, Skeleton2DArray, TrackedPersonArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -193,6 +193,26 @@ def test_crops_of_the_wrong_size_or_encoding_or_that_lie_about_their_data(pose):
     line = wait_for_line(pose.ros, pose.node, r"\[ERROR\].*crop", mark)
     assert "32x32" in line, line
     pose.wait_rejected("crop", len(wrong))
+
+
+def test_malformed_detector_keypoints_drop_only_their_person(pose):
+    mark = pose.node.mark()
+
+    def with_keypoints(points: list[tuple[float, float, float]]):
+        message = person(next(pose.track_ids))
+        message.detector_keypoints = [Keypoint2D(x=x, y=y, score=c) for x, y, c in points]
+        return message
+
+    good = with_keypoints([(50.0 + i, 60.0 + i, 0.8) for i in range(17)])
+    plain = person(next(pose.track_ids))  # no detector keypoints at all: fine
+    bad = [with_keypoints([(50.0, 60.0, 0.8)] * 16),                        # one joint short
+           with_keypoints([(NAN, 60.0, 0.8)] + [(50.0, 60.0, 0.8)] * 16),   # not finite
+           with_keypoints([(50.0, 60.0, 1.5)] * 17)]                         # confidence above 1
+    stamp = pose.send(person_array(pose.stamp(), [bad[0], good, plain, *bad[1:]]))
+    assert ids(pose.answer(stamp)) == sorted([good.track_id, plain.track_id])
+    line = wait_for_line(pose.ros, pose.node, r"\[ERROR\].*detector_keypoints", mark)
+    assert f"track {bad[0].track_id}" in line, line
+    pose.wait_rejected("detector keypoints", len(bad))
 
 
 def test_a_track_id_twice_in_one_frame_keeps_the_first(pose):

@@ -26,26 +26,43 @@ def render(keypoints: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def write_tiny_dataset(root: Path, kind: str = "synthetic", tracks_per_split: int = 4, frames: int = 24,
-                       seed: int = 0) -> Path:
+                       seed: int = 0, detector_noise: float = 0.08, found_share: float = 0.8,
+                       scenes: tuple[str, ...] = ("a", "b")) -> Path:
+    """kind "tiny" adds the detector's keypoints: the labels plus Gaussian noise of `detector_noise` (0: exact),
+    on a `found_share` of the frames (the tracker reports all found ones but each track's first frame); its
+    test split has one source per scene name."""
     rng = np.random.default_rng(seed)
     writer = DatasetWriter(root, kind, "test.tiny_datasets", provenance={"purpose": "tests"})
     for split in ("train", "val", "test"):
-        source = writer.add_source(f"tiny_{split}", split)
-        for _ in range(tracks_per_split):
-            phase = rng.uniform(0, 2 * np.pi)
-            offset = rng.uniform(-0.1, 0.1, size=2)
-            t = np.arange(frames)
-            swing = 0.25 * np.sin(0.4 * t + phase)[:, None]
-            keypoints = np.repeat(STANDING[None], frames, axis=0) + offset
-            keypoints[:, 9:11, 1] -= swing  # wrists swing up and down
-            keypoints[:, 15:17, 0] += swing  # feet step
-            mask = rng.random((frames, 17)) > 0.05
-            region = np.tile([0, 0, 160], (frames, 1))
-            box = np.tile([40.0, 8.0, 120.0, 152.0], (frames, 1))
-            arrays = {"frame": t, "keypoints": keypoints, "mask": mask, "box": box, "region": region,
-                      "score": np.ones(frames)}
-            if kind != "motion":
-                arrays["crops"] = np.stack([render(k, rng) for k in keypoints])
-            writer.add_track(source, arrays)
+        names = scenes if split == "test" else ("tiny",)
+        sources = [writer.add_source(f"tiny_{split}_{name}", split, scene=name) for name in names]
+        for number in range(tracks_per_split):
+            _add_track(writer, sources[number % len(sources)], kind, frames, rng, detector_noise, found_share)
     writer.close()
     return root
+
+
+def _add_track(writer: DatasetWriter, source: int, kind: str, frames: int, rng: np.random.Generator,
+               detector_noise: float, found_share: float) -> None:
+    phase = rng.uniform(0, 2 * np.pi)
+    offset = rng.uniform(-0.1, 0.1, size=2)
+    t = np.arange(frames)
+    swing = 0.25 * np.sin(0.4 * t + phase)[:, None]
+    keypoints = np.repeat(STANDING[None], frames, axis=0) + offset
+    keypoints[:, 9:11, 1] -= swing  # wrists swing up and down
+    keypoints[:, 15:17, 0] += swing  # feet step
+    mask = rng.random((frames, 17)) > 0.05
+    region = np.tile([0, 0, 160], (frames, 1))
+    box = np.tile([40.0, 8.0, 120.0, 152.0], (frames, 1))
+    arrays = {"frame": t, "keypoints": keypoints, "mask": mask, "box": box, "region": region, "score": np.ones(frames)}
+    if kind != "motion":
+        arrays["crops"] = np.stack([render(k, rng) for k in keypoints])
+    if kind == "tiny":
+        found = rng.random(frames) < found_share
+        detector = np.zeros((frames, 17, 3), np.float32)
+        detector[:, :, :2] = keypoints + rng.normal(0, detector_noise, keypoints.shape) if detector_noise else \
+            keypoints
+        detector[:, :, 2] = rng.uniform(0.3, 1.0, (frames, 17))
+        arrays.update(detector=np.where(found[:, None, None], detector, 0), found=found,
+                      tracked=found & (t > 0), label_box=box, height=np.full(frames, 16.0))
+    writer.add_track(source, arrays)

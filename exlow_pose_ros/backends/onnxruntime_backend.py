@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from ..error_text import first_line
-from ..model_contract import INPUT_NAME, OUTPUT_NAME, ModelContractError, parse_contract
+from ..model_contract import (
+    CONFIDENCE_OUTPUT_NAME,
+    DETECTOR_INPUT_NAME,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ModelContractError,
+    parse_contract,
+)
 from .base import BackendError, PoseBackend
 
 
@@ -41,8 +48,11 @@ class OnnxRuntimeBackend(PoseBackend):
             raise BackendError(str(error)) from None
         self.providers = self.session.get_providers()
 
-    def _infer(self, crops: np.ndarray) -> np.ndarray:
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: crops})[0]
+    def _estimate(self, crops: np.ndarray, detector: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        feeds = {INPUT_NAME: crops, **({DETECTOR_INPUT_NAME: detector} if detector is not None else {})}
+        outputs = [OUTPUT_NAME, *([CONFIDENCE_OUTPUT_NAME] if self.gives_confidence else [])]
+        results = self.session.run(outputs, feeds)
+        return results[0], (results[1] if self.gives_confidence else None)
 
     def describe(self) -> str:
         return f"onnxruntime {'/'.join(p.replace('ExecutionProvider', '') for p in self.providers)}"

@@ -17,8 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model_contract import INPUT_NAME, OUTPUT_NAME, ModelContractError, parse_contract
-from .base import INPUT_SHAPE, OUTPUT_SHAPE, BackendError, PoseBackend
+from ..model_contract import (
+    CONFIDENCE_OUTPUT_NAME,
+    DETECTOR_INPUT_NAME,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ModelContractError,
+    parse_contract,
+)
+from .base import CONFIDENCE_SHAPE, DETECTOR_SHAPE, INPUT_SHAPE, OUTPUT_SHAPE, BackendError, PoseBackend
 
 try:  # optional: JetPack / NVIDIA's wheels provide them; TensorRtBackend says what to do when absent
     import tensorrt as trt
@@ -71,7 +78,10 @@ def build_engine(onnx_path: Path, precision: str, batch_min: int, batch_opt: int
             raise BackendError("this GPU has no fast FP16: use precision fp32")
         config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT_NAME, (batch_min, *INPUT_SHAPE), (batch_opt, *INPUT_SHAPE), (batch_max, *INPUT_SHAPE))
+    for index in range(network.num_inputs):  # crops, and the detector's keypoints where the model takes them
+        tensor = network.get_input(index)
+        shape = DETECTOR_SHAPE if tensor.name == DETECTOR_INPUT_NAME else INPUT_SHAPE
+        profile.set_shape(tensor.name, (batch_min, *shape), (batch_opt, *shape), (batch_max, *shape))
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -134,21 +144,32 @@ class TensorRtBackend(PoseBackend):
             raise BackendError("TensorRT built an engine it cannot load; check the TensorRT installation")
         return engine
 
-    def _infer(self, crops: np.ndarray) -> np.ndarray:
-        outputs = []
+    def _estimate(self, crops: np.ndarray, detector: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        poses, confidences = [], []
         for start in range(0, crops.shape[0], self.batch_max):  # the profile's maximum bounds one call
-            chunk = crops[start:start + self.batch_max]
+            inputs = {INPUT_NAME: crops[start:start + self.batch_max]}
+            if detector is not None:
+                inputs[DETECTOR_INPUT_NAME] = detector[start:start + self.batch_max]
+            count = len(inputs[INPUT_NAME])
             with torch.cuda.stream(self.stream):
-                device_in = torch.from_numpy(chunk).to("cuda", non_blocking=True)
-                device_out = torch.empty((chunk.shape[0], *OUTPUT_SHAPE), dtype=torch.float32, device="cuda")
-                self.context.set_input_shape(INPUT_NAME, tuple(device_in.shape))
-                self.context.set_tensor_address(INPUT_NAME, device_in.data_ptr())
-                self.context.set_tensor_address(OUTPUT_NAME, device_out.data_ptr())
+                device_in = {name: torch.from_numpy(array).to("cuda", non_blocking=True)
+                             for name, array in inputs.items()}
+                device_out = {OUTPUT_NAME: torch.empty((count, *OUTPUT_SHAPE), dtype=torch.float32, device="cuda")}
+                if self.gives_confidence:
+                    device_out[CONFIDENCE_OUTPUT_NAME] = torch.empty((count, *CONFIDENCE_SHAPE), dtype=torch.float32,
+                                                                     device="cuda")
+                for name, tensor in device_in.items():
+                    self.context.set_input_shape(name, tuple(tensor.shape))
+                    self.context.set_tensor_address(name, tensor.data_ptr())
+                for name, tensor in device_out.items():
+                    self.context.set_tensor_address(name, tensor.data_ptr())
                 if not self.context.execute_async_v3(self.stream.cuda_stream):
                     raise RuntimeError("TensorRT execution failed")
-                outputs.append(device_out.cpu())
+                poses.append(device_out[OUTPUT_NAME].cpu())
+                if self.gives_confidence:
+                    confidences.append(device_out[CONFIDENCE_OUTPUT_NAME].cpu())
         self.stream.synchronize()
-        return torch.cat(outputs).numpy()
+        return torch.cat(poses).numpy(), (torch.cat(confidences).numpy() if confidences else None)
 
     def describe(self) -> str:
         return f"tensorrt {self.key.tensorrt_version} {self.key.precision} sm{self.key.compute_capability}"

@@ -34,9 +34,17 @@ class TorchBackend(PoseBackend):
             raise BackendError(f"cannot load checkpoint {path}: {type(error).__name__}: {first_line(error)}{hint}"
                                ) from None
         self.device = device
-        self.contract = contract(method)
+        self.contract = contract(method, detector_input=bool(getattr(self.model, "detector_input", False)),
+                                 confidence_output=getattr(self.model, "confidence", None) is not None)
         self._torch = torch
 
-    def _infer(self, crops: np.ndarray) -> np.ndarray:
-        with self._torch.inference_mode():
-            return self.model(self._torch.from_numpy(crops).to(self.device)).float().cpu().numpy()
+    def _estimate(self, crops: np.ndarray, detector: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        torch = self._torch
+        with torch.inference_mode():
+            inputs = torch.from_numpy(crops).to(self.device)
+            if not hasattr(self.model, "predict"):  # the Table-1 baselines: poses only
+                return self.model(inputs).float().cpu().numpy(), None
+            keypoints = None if detector is None else torch.from_numpy(detector).to(self.device)
+            poses, logits = self.model.predict(inputs, keypoints)
+            return (poses.float().cpu().numpy(),
+                    None if logits is None else torch.sigmoid(logits).float().cpu().numpy())

@@ -33,26 +33,14 @@ from ..image_conversion import ImageConversionError, image_to_numpy, numpy_to_im
 from ..keypoints import COCO17_LIMBS
 from ..parameters import declare
 from ..pose_estimator import PoseEstimator, SkeletonEstimate
+from ..shipped_files import default_model, keypoint_calibration
 from ..windows import OUTPUT_DELAY
 from .diagnostics import FaultLog, RateWindow, status
 from .runner import run_node
 
 NODE = "pose_node"
 RELIABLE = QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE)
-SHIPPED_MODEL = "exlow_pose_pten.onnx"
 IMAGES_KEPT = 30  # source images kept for drawing the (delayed) described frame
-
-
-def default_model() -> Path:
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        installed = Path(get_package_share_directory("exlow_pose_ros")) / "models" / SHIPPED_MODEL
-        if installed.is_file():
-            return installed
-    except (ImportError, LookupError):
-        pass
-    return Path(__file__).resolve().parents[2] / "models" / SHIPPED_MODEL
 
 
 class PoseNode(Node):
@@ -63,7 +51,8 @@ class PoseNode(Node):
         model = Path(p["model_path"]) if p["model_path"] else default_model()
         backend = create_backend(p["backend"], model, threads=p["threads"], precision=p["precision"],
                                  cache_dir=p["engine_cache_dir"] or None, log=self.get_logger().info)
-        self.estimator = PoseEstimator(backend, p["output_mode"], p["max_missing_frames"], p["max_tracks"])
+        self.estimator = PoseEstimator(backend, p["output_mode"], p["max_missing_frames"], p["max_tracks"],
+                                       p["keypoint_source"], keypoint_calibration(p["keypoint_calibration"]))
         self.delay = OUTPUT_DELAY[p["output_mode"]]
         self.skeletons = self.create_publisher(Skeleton2DArray, "skeletons", RELIABLE)
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -79,6 +68,8 @@ class PoseNode(Node):
         self.create_subscription(TrackedPersonArray, "tracked_persons", self.on_persons, RELIABLE)
         # Headers and sizes of the last inputs: the described frame of an input is `delay` frames back.
         self.recent: deque[tuple[Header, int, int]] = deque(maxlen=self.delay + 1)
+        # Skeletons of frames newer than the one described now (runs that ended early), by stamp.
+        self.ahead: dict[tuple[int, int], list[SkeletonEstimate]] = {}
         self.inputs, self.latency, self.inference, self.publish_ms = (RateWindow(), RateWindow(), RateWindow(),
                                                                       RateWindow())
         self.faults = FaultLog(self.get_logger())
@@ -106,6 +97,7 @@ class PoseNode(Node):
             self.faults.report("stream restart", f"stamps jumped back from {previous} to {key}: a new stream (a looped "
                                "bag, a restarted camera); every track starts again", "warning")
             self.estimator.reset()
+            self.ahead.clear()
             self.recent.clear()
         size = (message.image_width, message.image_height)
         if self.frame_size is not None and size != self.frame_size:
@@ -137,13 +129,19 @@ class PoseNode(Node):
         if len(self.recent) <= self.delay:
             return  # the first described frame is not complete yet
         header, width, height = self.recent[0]
-        by_frame: dict[tuple[int, int], list[SkeletonEstimate]] = {stamp_key(header): []}
-        frames = {stamp_key(header): (header, width, height)}
+        current = stamp_key(header)
+        by_frame: dict[tuple[int, int], list[SkeletonEstimate]] = {current: self.ahead.pop(current, [])}
+        frames = {current: (header, width, height)}
+        for frame in [f for f in self.ahead if f < current]:  # its own input never came: publish it late
+            by_frame[frame] = self.ahead.pop(frame)
+            frames[frame] = (by_frame[frame][0].stamp, width, height)
         for estimate in estimates:
             frame = stamp_key(estimate.stamp)
+            if frame > current:  # a run that ended early: its frame is published with the rest of that frame
+                self.ahead.setdefault(frame, []).append(estimate)
+                continue
             by_frame.setdefault(frame, []).append(estimate)
             frames.setdefault(frame, (estimate.stamp, width, height))  # a track with gaps: an older frame
-        current = stamp_key(header)
         for frame, group in sorted(by_frame.items()):
             described, frame_width, frame_height = frames[frame]
             self.skeletons.publish(skeleton_array(described, frame_width, frame_height, group))

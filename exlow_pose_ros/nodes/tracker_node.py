@@ -41,7 +41,8 @@ class TrackerNode(Node):
         super().__init__("exlow_pose_tracker")
         p = declare(self, NODE)
         self.tracker = PersonTracker(p["detector_model"] or default_detector(), p["image_size"], p["confidence"],
-                                     p["iou"], p["tracker"], p["device"], p["max_persons"])
+                                     p["iou"], p["tracker"], p["device"], p["max_persons"],
+                                     p["report_new_tracks"])
         self.publisher = self.create_publisher(TrackedPersonArray, "tracked_persons", OUTPUT_QOS)
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         input_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if p["reliable_input"] \

@@ -143,6 +143,18 @@ def augment_window(window: Mapping[str, torch.Tensor], config: AugmentConfig,
         mask = mask & (keypoints.abs() <= 1).all(dim=-1)
     keypoints = torch.where(mask[..., None], keypoints, torch.zeros_like(keypoints))  # format: 0 where unlabelled
 
+    if "detector" in window:  # the detector's own keypoints move with the image; absent ones stay all-zero
+        detector = window["detector"] if batched else window["detector"].unsqueeze(0)
+        present = detector.abs().sum(dim=-1, keepdim=True) > 0
+        permutation = torch.as_tensor(COCO17_FLIP_PERMUTATION, device=device)
+        mirrored = detector[:, :, permutation] * torch.tensor([-1.0, 1.0, 1.0], device=device)
+        flipped = flip[:, None, None, None]
+        detector, present = torch.where(flipped, mirrored, detector), torch.where(flipped, present[:, :, permutation],
+                                                                                 present)
+        moved = detector[..., :2] @ matrix.transpose(1, 2)[:, None] + offset[:, None, None, :]
+        detector = torch.where(present, torch.cat([moved, detector[..., 2:]], dim=-1), torch.zeros_like(detector))
+        out["detector"] = detector if batched else detector[0]
+
     if crops is not None:
         crops = _where(flip, lambda c, i: c.flip(-1), crops)
         crops = _where(affine, lambda c, i: _warp(c, matrix[i], offset[i]), crops)

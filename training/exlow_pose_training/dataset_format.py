@@ -28,7 +28,7 @@ from exlow_pose_ros.keypoints import NUM_KEYPOINTS
 FORMAT_NAME = "exlow_pose_dataset"
 FORMAT_VERSION = 1
 WINDOW_LENGTH = 5
-KINDS = ("teacher", "motion", "synthetic")
+KINDS = ("teacher", "motion", "synthetic", "tiny")
 SPLITS = ("train", "val", "test")
 
 
@@ -52,6 +52,34 @@ FRAME_FIELDS: dict[str, FrameField] = {
     "crops": FrameField("uint8", (CROP_SIZE, CROP_SIZE, 3), "RGB crop of `region` (absent for kind 'motion')"),
 }
 WRITER_ASSIGNED = ("track", "source")
+# Kind "tiny": the frame shrunk so the scene's median person is `height` px tall, seen as the product sees it.
+# `box`, `region` and `crops` then come from the detector's box on the shrunk frame when it found the person
+# (else from the teacher's box, scaled), and `keypoints` are the teacher's, scaled, in that region.
+TINY_FIELDS: dict[str, FrameField] = {
+    "detector": FrameField("float32", (NUM_KEYPOINTS, 3),
+                           "the detector's own keypoints on the shrunk frame, (x, y) in crop coordinates and "
+                           "confidence; all 0 where `found` is false"),
+    "found": FrameField("bool", (), "the detector found this labelled person (box IoU >= 0.3)"),
+    "tracked": FrameField("bool", (), "the product's tracker (ByteTrack on the same detections) reported it"),
+    "label_box": FrameField("float32", (4,), "the teacher's person box, scaled to the shrunk frame (OKS area)"),
+    "height": FrameField("float32", (), "target median person height of the shrunk frame, px (H)"),
+}
+
+
+def fields_for(kind: str) -> dict[str, FrameField]:
+    """The per-frame fields a dataset of `kind` stores."""
+    fields = {n: f for n, f in FRAME_FIELDS.items() if kind != "motion" or n != "crops"}
+    return {**fields, **TINY_FIELDS} if kind == "tiny" else fields
+
+
+def person_area(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per frame, the labelled person's box area in crop units (the crop spans 2 x 2): the OKS object area s^2.
+    Kind "tiny" crops around the detector's box, so its labelled box is `label_box`. 1 without boxes (motion)."""
+    if "region" not in arrays or "box" not in arrays:
+        return np.ones(len(arrays["frame"]), np.float32)
+    box = np.asarray(arrays["label_box"] if "label_box" in arrays else arrays["box"], np.float64)
+    side = np.maximum(np.asarray(arrays["region"])[..., 2].astype(np.float64), 1.0)
+    return ((box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1]) * (2.0 / side) ** 2).astype(np.float32)
 
 
 def crop_convention() -> dict:
@@ -128,13 +156,14 @@ class DatasetWriter:
     def add_track(self, source: int, arrays: Mapping[str, np.ndarray]) -> int:
         """Store one track's frames (every FRAME_FIELD but track and source); returns its track id."""
         split = self.sources[source]["split"]
-        expected = {n for n in FRAME_FIELDS if n not in WRITER_ASSIGNED and (self.has_crops or n != "crops")}
+        schema = fields_for(self.kind)
+        expected = {n for n in schema if n not in WRITER_ASSIGNED}
         if set(arrays) != expected:
             raise ValueError(f"track arrays must be exactly {sorted(expected)}, got {sorted(arrays)}")
         count = len(arrays["frame"])
         track = {}
         for name in expected:
-            spec = FRAME_FIELDS[name]
+            spec = schema[name]
             value = np.asarray(arrays[name]).astype(spec.dtype, copy=False)
             if value.shape != (count, *spec.shape):
                 raise ValueError(f"{name}: shape {value.shape}, expected {(count, *spec.shape)}")
@@ -183,8 +212,8 @@ class DatasetWriter:
             "keypoint_layout": "coco17",
             "window": {"length": WINDOW_LENGTH, "stride": 1},
             "crop": crop_convention() if self.has_crops else None,
-            "fields": {n: {"dtype": f.dtype, "shape": list(f.shape), "doc": f.doc} for n, f in FRAME_FIELDS.items()
-                       if self.has_crops or n != "crops"},
+            "fields": {n: {"dtype": f.dtype, "shape": list(f.shape), "doc": f.doc}
+                       for n, f in fields_for(self.kind).items()},
             "generator": {"name": self.generator, "git_commit": git_commit(),
                           "created_unix": round(self._started), "seconds": round(time.time() - self._started, 1)},
             "provenance": self.provenance,
@@ -240,7 +269,7 @@ class ExLowDataset:
     def split(self, name: str) -> SplitData:
         shards = self.manifest["splits"][name]["shards"]
         if not shards:
-            return SplitData({n: np.zeros((0, *FRAME_FIELDS[n].shape), FRAME_FIELDS[n].dtype)
-                              for n in self.manifest["fields"]})
+            schema = fields_for(self.kind)
+            return SplitData({n: np.zeros((0, *schema[n].shape), schema[n].dtype) for n in self.manifest["fields"]})
         loaded = [np.load(self.root / shard) for shard in shards]
         return SplitData({n: np.concatenate([shard[n] for shard in loaded]) for n in loaded[0].files})

@@ -20,15 +20,10 @@ from tqdm import tqdm
 from exlow_pose_ros.metrics import evaluate_poses
 from exlow_pose_ros.model_contract import crops_to_input
 
-from .dataset_format import WINDOW_LENGTH, ExLowDataset, SplitData
+from .dataset_format import WINDOW_LENGTH, ExLowDataset, SplitData, person_area
 
-PoseFunction = Callable[[np.ndarray], np.ndarray]  # crops (B, 5, 3, 16, 16) float32 [0, 1] -> (B, 5, 17, 2)
-
-
-def box_area_in_crop_units(box: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """Person box area in crop coordinates (the crop square spans 2 x 2): the OKS object area s^2."""
-    side = region[..., 2].astype(np.float64)
-    return (box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1]) * (2.0 / side) ** 2
+# crops (B, 5, 3, 16, 16) float32 [0, 1], detector keypoints (B, 5, 17, 3) or None -> poses (B, 5, 17, 2)
+PoseFunction = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
 
 def window_rows(split: SplitData, windows: np.ndarray) -> np.ndarray:
@@ -37,18 +32,21 @@ def window_rows(split: SplitData, windows: np.ndarray) -> np.ndarray:
 
 
 def predict_split(pose_function: PoseFunction, split: SplitData, batch_size: int = 512,
-                  description: str = "predict") -> np.ndarray:
-    """Poses (N, 5, 17, 2) for every window of `split`."""
+                  description: str = "predict", use_detector: bool = True) -> np.ndarray:
+    """Poses (N, 5, 17, 2) for every window of `split`; the detector's keypoints go in where the split has them
+    (kind "tiny") and `use_detector` is set."""
     outputs = []
+    detector = split.arrays.get("detector") if use_detector else None
     for start in tqdm(range(0, len(split), batch_size), desc=description, unit="batch", leave=False):
         rows = window_rows(split, np.arange(start, min(start + batch_size, len(split))))
-        outputs.append(pose_function(crops_to_input(split.arrays["crops"][rows])))
+        outputs.append(pose_function(crops_to_input(split.arrays["crops"][rows]),
+                                     None if detector is None else detector[rows]))
     return np.concatenate(outputs) if outputs else np.zeros((0, WINDOW_LENGTH, 17, 2), np.float32)
 
 
 def score_split(predicted: np.ndarray, split: SplitData) -> dict[str, float]:
     rows = window_rows(split, np.arange(len(split)))
-    area = box_area_in_crop_units(split.arrays["box"][rows], split.arrays["region"][rows])
+    area = person_area(split.arrays)[rows]
     return evaluate_poses(predicted, split.arrays["keypoints"][rows], split.arrays["mask"][rows], area)
 
 

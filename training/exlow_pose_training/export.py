@@ -16,25 +16,65 @@ import onnx
 import torch
 from torch import nn
 
-from exlow_pose_ros.model_contract import CONTRACT_KEY, INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, contract
+from exlow_pose_ros.model_contract import (
+    CONFIDENCE_OUTPUT_NAME,
+    CONTRACT_KEY,
+    DETECTOR_INPUT_NAME,
+    INPUT_NAME,
+    ONNX_OPSET,
+    OUTPUT_NAME,
+    contract,
+)
 
 from .checkpoints import load_checkpoint, load_model
 
 PARITY_TOLERANCE = 1e-4  # crop coordinates; 1e-4 of a half crop is far below a pixel at any size
 
 
+class ContractModule(nn.Module):
+    """The model as the contract sees it: crops (and detector keypoints) in; poses (and confidence) out."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.detector_input = bool(getattr(model, "detector_input", False))
+        self.confidence_output = getattr(model, "confidence", None) is not None
+
+    def forward(self, crops: torch.Tensor, detector: torch.Tensor | None = None):
+        if not hasattr(self.model, "predict"):
+            return self.model(crops)
+        poses, logits = self.model.predict(crops, detector)
+        return (poses, torch.sigmoid(logits)) if logits is not None else poses
+
+    def example_inputs(self, batch: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+        crops = torch.rand(batch, 5, 3, 16, 16, generator=generator)
+        if not self.detector_input:
+            return (crops,)
+        return crops, torch.cat([torch.rand(batch, 5, 17, 2, generator=generator) * 2 - 1,
+                                 torch.rand(batch, 5, 17, 1, generator=generator)], dim=-1)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [INPUT_NAME, *([DETECTOR_INPUT_NAME] if self.detector_input else [])]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [OUTPUT_NAME, *([CONFIDENCE_OUTPUT_NAME] if self.confidence_output else [])]
+
+
 def export_onnx(model: nn.Module, path: str | Path, method: str, **metadata) -> dict:
     """Export `model` (crops -> poses) to `path`; returns the contract written into its metadata."""
-    model = model.eval().cpu()
-    example = torch.rand(2, 5, 3, 16, 16)
+    wrapped = ContractModule(model.eval().cpu()).eval()
+    example = wrapped.example_inputs(2)
     batch = torch.export.Dim("batch", min=1, max=65536)
     with tempfile.TemporaryDirectory() as scratch:
         raw = Path(scratch) / "model.onnx"
-        torch.onnx.export(model, (example,), str(raw), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_shapes=({0: batch},), opset_version=ONNX_OPSET, dynamo=True, verbose=False,
-                          external_data=False)
+        torch.onnx.export(wrapped, example, str(raw), input_names=wrapped.input_names,
+                          output_names=wrapped.output_names, dynamic_shapes=tuple({0: batch} for _ in example),
+                          opset_version=ONNX_OPSET, dynamo=True, verbose=False, external_data=False)
         graph = onnx.load(str(raw))
-    written = contract(method, **metadata)
+    written = contract(method, detector_input=wrapped.detector_input, confidence_output=wrapped.confidence_output,
+                       **metadata)
     del graph.metadata_props[:]
     graph.metadata_props.add(key=CONTRACT_KEY, value=json.dumps(written))
     graph.producer_name = "exlow_pose"
@@ -50,21 +90,56 @@ def parity(model: nn.Module, onnx_path: str | Path, batch_sizes: tuple[int, ...]
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    wrapped = ContractModule(model.eval().cpu()).eval()
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
     with torch.inference_mode():
         for size in batch_sizes:
-            crops = torch.rand(size, 5, 3, 16, 16, generator=generator)
-            expected = model(crops).numpy()
-            got = session.run([OUTPUT_NAME], {INPUT_NAME: crops.numpy()})[0]
-            worst = max(worst, float(np.abs(expected - got).max()))
+            inputs = wrapped.example_inputs(size, generator)
+            expected = wrapped(*inputs)
+            expected = expected if isinstance(expected, tuple) else (expected,)
+            got = session.run(wrapped.output_names, {n: t.numpy() for n, t in zip(wrapped.input_names, inputs,
+                                                                                   strict=True)})
+            for want, have in zip(expected, got, strict=True):
+                worst = max(worst, float(np.abs(want.numpy() - have).max()))
     return worst
+
+
+def calibrate_confidence(model: nn.Module, root: str | Path, split_name: str) -> float:
+    """Temperature scaling of the per-joint confidence on a held-out (never an unseen-scene) split: the T that
+    minimises the negative log-likelihood of "per-keypoint OKS >= 0.5", folded into the confidence layer."""
+    from .dataset_format import ExLowDataset, person_area
+    from .evaluate import window_rows
+    from .models.pten import CORRECT_OKS, keypoint_oks
+
+    split = ExLowDataset(root).split(split_name)
+    rows = window_rows(split, np.arange(len(split)))
+    crops = torch.from_numpy(split.arrays["crops"][rows]).permute(0, 1, 4, 2, 3).float() / 255
+    detector = torch.from_numpy(split.arrays["detector"][rows]) if "detector" in split.arrays else None
+    target = torch.from_numpy(split.arrays["keypoints"][rows])
+    mask = torch.from_numpy(split.arrays["mask"][rows])
+    area = torch.from_numpy(person_area(split.arrays)[rows])
+    model = model.eval()
+    with torch.inference_mode():
+        poses, logits = model.predict(crops, detector if model.detector_input else None)
+    correct = (keypoint_oks(poses, target, area) >= CORRECT_OKS)[mask].double()
+    logits = logits[mask].double()
+    temperatures = torch.exp(torch.linspace(np.log(0.25), np.log(4.0), 241, dtype=torch.float64))
+    losses = [torch.nn.functional.binary_cross_entropy_with_logits(logits / t, correct).item() for t in temperatures]
+    best = float(temperatures[int(np.argmin(losses))])
+    with torch.no_grad():
+        model.confidence.weight /= best
+        model.confidence.bias /= best
+    return best
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="training checkpoint (best.pt / last.pt)")
     parser.add_argument("--out", type=Path, required=True, help="ONNX file to write")
     parser.add_argument("--tensorrt", choices=("fp32", "fp16"), help="also build a TensorRT engine (needs a GPU)")
+    parser.add_argument("--calibrate", metavar="DATASET:SPLIT",
+                        help="temperature-scale the per-joint confidence on this split first (a validation split "
+                             "of training scenes, never an unseen one)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,8 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     payload = load_checkpoint(args.checkpoint)
     model, method = load_model(args.checkpoint)
+    calibration = {}
+    if args.calibrate:
+        if getattr(model, "confidence", None) is None:
+            parser.error("--calibrate needs a model with per-joint confidence")
+        root, _, split = args.calibrate.rpartition(":")
+        temperature = calibrate_confidence(model, root, split)
+        calibration = {"confidence_calibration": {"temperature": temperature, "data": args.calibrate}}
+        print(f"confidence temperature {temperature:.3f} (fitted on {args.calibrate})")
     export_onnx(model, args.out, method, model_options=payload["model_options"],
-                training={k: payload.get(k) for k in ("epoch", "metrics", "data") if k in payload})
+                training={k: payload.get(k) for k in ("epoch", "metrics", "data") if k in payload}, **calibration)
     difference = parity(model, args.out)
     if difference > PARITY_TOLERANCE:
         args.out.unlink()

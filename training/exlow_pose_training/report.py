@@ -1,216 +1,538 @@
-"""`exlow-pose-report`: the accuracy report. Table 1 (IFE, FDAE, OKS mAP) on held-out real video for every
-method, plus what a robotics user would try instead: YOLO11n-pose on the frame scaled so the person is about
-16 px tall, and on the full-resolution frame for reference. Checks the targets; prints tables, writes JSON
-and a plot.
+"""`exlow-pose-report`: accuracy on scenes the models never saw, beside what a user could run instead.
 
-The YOLO rows: for each person-frame, the source frame is resized by 16 / (person box height), YOLO runs on
-it, and the detection whose box best overlaps the (scaled) person box gives the keypoints. A person YOLO
-does not find gets no keypoints: it is predicted at the crop centre (the prediction that carries no
-information), which scores OKS 0 at every threshold.
+Data: `exlow-pose-data scenes` (training/configs/scenes.yaml). Every table is per unseen scene, with the mean
+over unseen scenes as the headline, and always shows the constant mean pose of the training set and the
+detector's own keypoints.
+
+1. Pure crops (the paper's setting): 16x16 crops cut from the full-resolution frame around the teacher's box;
+   IFE, FDAE, OKS mAP (ranked by the model's confidence where it has one) and OKS accuracy per scene.
+2. Tiny people, end to end: each clip shrunk so its median person is H = 12, 16, 24, 32 px. On the same
+   frames the product's detector (YOLO11n-pose, the tracker node's settings) runs once; "YOLO11n-pose alone"
+   is its keypoints for every person it found; the product rows are on the persons its tracker reported:
+   the pose node's default (the detector's keypoints smoothed over neighbouring frames) and each model
+   (5-frame windows along each track run, edge padded, centre output, as the pose node does). Per scene and
+   H: recall, OKS accuracy (misses count 0), and on person-frames both found: mean OKS, joint error (per
+   person height) and the share where we win.
+3. Confidence: reliability of the per-joint confidence (event: per-keypoint OKS >= 0.5) on unseen scenes, ECE.
+
+Labels are the teacher (YOLO11n-pose on the full-resolution frame), scaled down; that flatters YOLO.
+Writes report.json, report.md (the README's tables), and PNGs: accuracy by height, reliability, and a sheet of
+annotated tiny people from every unseen scene.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from exlow_pose_ros.crop import SquareRegion, normalise_keypoints
+from exlow_pose_ros.keypoint_calibration import KeypointCalibration
+from exlow_pose_ros.keypoints import COCO17_SIGMAS
+from exlow_pose_ros.metrics import OKS_THRESHOLDS, evaluate_poses, masked_mean_distance, object_keypoint_similarity
+from exlow_pose_ros.model_contract import crops_to_input
+from exlow_pose_ros.pose_estimator import smooth_detector_keypoints
+from exlow_pose_ros.windows import HALF_WINDOW, sequence_windows
 
-from .dataset_format import WINDOW_LENGTH, ExLowDataset, SplitData
-from .evaluate import pose_function_for, predict_split, score_split, window_rows
+from .dataset_format import WINDOW_LENGTH, ExLowDataset, SplitData, person_area
+from .evaluate import window_rows
 
 REPO = Path(__file__).resolve().parents[2]
-TARGETS = {"ife": 0.08, "fdae": 0.047, "map": 88.0}
-MARGINS_OVER_SIMPLE_BASELINE = {"ife": 0.27, "fdae": 0.47}  # the paper's: 27 % lower IFE, 47 % lower FDAE
-TARGET_HEIGHT_PX = 16.0
+DATASETS = REPO / "results" / "datasets"
+DEFAULT_CALIBRATION = REPO / "models" / "yolo11n_pose_keypoint_calibration.json"
+CONSTANT = "Constant mean pose"
+YOLO = "YOLO11n-pose alone"
+SMOOTHED = "Product default: detector keypoints, smoothed"
+TARGETS = {"pure_crop_ife_ratio": 0.7, "pure_crop_pooled_ife": 0.12, "pure_crop_map": 50.0,
+           "oks_ratio_small": 1.5, "small_heights": (12.0, 16.0), "large_heights": (24.0, 32.0), "ece": 0.05}
+CORRECT_OKS = 0.5  # the event the per-joint confidence predicts
+Estimator = Callable[[np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray | None]]
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - width * height
-    return width * height / union if union > 0 else 0.0
+@dataclass
+class Method:
+    name: str
+    estimate: Estimator          # crops (N,5,3,16,16), detector (N,5,17,3) or None -> poses, confidence
+    takes_detector: bool
+    gives_confidence: bool
 
 
-class FrameSource:
-    """Frames of the dataset's source videos, read once in order and kept in memory by frame number."""
+def load_method(name: str, path: Path, threads: int = 0) -> Method:
+    from exlow_pose_ros.backends import create_backend
 
-    def __init__(self, manifest: dict) -> None:
-        self.paths = [Path(source["path"]) for source in manifest["sources"]]
-        self.cache: dict[tuple[int, int], np.ndarray] = {}
-
-    def frame(self, source: int, number: int) -> np.ndarray:
-        key = (source, number)
-        if key not in self.cache:
-            capture = cv2.VideoCapture(str(self.paths[source]))
-            index = 0
-            wanted = {n for s, n in self.wanted if s == source}
-            while True:
-                ok, bgr = capture.read()
-                if not ok or index > max(wanted):
-                    break
-                if index in wanted:
-                    self.cache[(source, index)] = bgr
-                index += 1
-            capture.release()
-        return self.cache[key]
-
-    def prepare(self, split: SplitData) -> None:
-        self.wanted = set(zip(split.arrays["source"].tolist(), split.arrays["frame"].tolist(), strict=True))
+    backend = create_backend("onnxruntime" if path.suffix == ".onnx" else "torch", path, threads=threads)
+    return Method(name, backend.estimate, backend.takes_detector, backend.gives_confidence)
 
 
-def yolo_split(split: SplitData, manifest: dict, weights: Path, scale_to_height: float | None,
-               imgsz: int | None) -> np.ndarray:
-    """YOLO keypoints (N, 5, 17, 2) in crop coordinates for every window of `split`."""
-    from ultralytics import YOLO
+def crop_only(method: Method) -> Method:
+    """The same model with no detector keypoints (as behind a tracker that has none)."""
+    return Method(f"{method.name}, crops only", lambda crops, _: method.estimate(crops, None), False,
+                  method.gives_confidence)
 
-    model = YOLO(str(weights), task="pose")
-    frames = FrameSource(manifest)
-    frames.prepare(split)
-    per_frame = np.zeros((len(split.arrays["frame"]), 17, 2), np.float32)  # crop centre unless found
-    full_frame_results: dict[tuple[int, int], object] = {}  # unscaled: one YOLO run serves every person in it
-    for row in tqdm(range(len(split.arrays["frame"])), desc="YOLO " + ("16 px" if scale_to_height else "full"),
-                    unit="person", leave=False):
-        bgr = frames.frame(int(split.arrays["source"][row]), int(split.arrays["frame"][row]))
-        box = split.arrays["box"][row].astype(float)
-        scale = scale_to_height / (box[3] - box[1]) if scale_to_height else 1.0
-        image = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale != 1.0 else bgr
-        size = imgsz or int(np.ceil(max(image.shape[:2]) / 32) * 32)
-        frame_key = (int(split.arrays["source"][row]), int(split.arrays["frame"][row]))
-        if scale == 1.0 and frame_key in full_frame_results:
-            result = full_frame_results[frame_key]
+
+def constant_pose(train: SplitData) -> np.ndarray:
+    """The training set's mean pose (17, 2) in crop coordinates, per joint over its labelled frames."""
+    mask = train.arrays["mask"].astype(float)
+    return ((train.arrays["keypoints"] * mask[..., None]).sum(0) / np.maximum(mask.sum(0), 1)[:, None]).astype(
+        np.float32)
+
+
+def scene_of_rows(dataset: ExLowDataset, split: SplitData) -> np.ndarray:
+    scenes = np.array([source.get("scene", source["name"]) for source in dataset.manifest["sources"]])
+    return scenes[split.arrays["source"]]
+
+
+# --- 1. pure crops ----------------------------------------------------------------------------------------------
+
+def estimate_windows(method: Method, split: SplitData, windows: np.ndarray, batch: int = 512
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    poses, confidences = [], []
+    for start in range(0, len(windows), batch):
+        rows = window_rows(split, windows[start:start + batch])
+        detector = split.arrays["detector"][rows] if method.takes_detector and "detector" in split.arrays else None
+        pose, confidence = method.estimate(crops_to_input(split.arrays["crops"][rows]), detector)
+        poses.append(pose)
+        if confidence is not None:
+            confidences.append(confidence)
+    return (np.concatenate(poses) if poses else np.zeros((0, WINDOW_LENGTH, 17, 2), np.float32),
+            np.concatenate(confidences) if confidences else None)
+
+
+def pure_crop_table(methods: list[Method], constant: np.ndarray, dataset: ExLowDataset, split: SplitData
+                    ) -> dict[str, dict[str, dict]]:
+    """method -> scene (and 'mean over scenes', 'pooled') -> IFE, FDAE, mAP, OKS accuracy."""
+    scene_rows = scene_of_rows(dataset, split)
+    window_scene = scene_rows[split.windows + HALF_WINDOW]
+    scenes = list(dict.fromkeys(window_scene.tolist()))
+    all_rows = window_rows(split, np.arange(len(split)))
+    target, mask = split.arrays["keypoints"][all_rows], split.arrays["mask"][all_rows]
+    area = person_area(split.arrays)[all_rows]
+    results = {}
+    for method in [None, *methods]:
+        name = CONSTANT if method is None else method.name
+        if method is None:
+            poses, confidence = np.broadcast_to(constant, target.shape).copy(), None
         else:
-            result = model.predict(image, classes=[0], imgsz=max(size, 64), conf=0.05, verbose=False)[0]
-            if scale == 1.0:
-                full_frame_results[frame_key] = result
-        if result.keypoints is None or len(result.boxes) == 0:
+            poses, confidence = estimate_windows(method, split, np.arange(len(split)))
+        scores = None if confidence is None else confidence.mean(axis=-1)
+        per_scene = {}
+        for scene in scenes:
+            chosen = window_scene == scene
+            per_scene[scene] = evaluate_poses(poses[chosen], target[chosen], mask[chosen], area[chosen],
+                                              None if scores is None else scores[chosen])
+        per_scene["mean over scenes"] = {k: float(np.mean([per_scene[s][k] for s in scenes]))
+                                         for k in ("ife", "fdae", "map", "oks_accuracy")}
+        per_scene["pooled"] = evaluate_poses(poses, target, mask, area, scores)
+        results[name] = per_scene
+    return results
+
+
+# --- 2. tiny people, end to end ---------------------------------------------------------------------------------
+
+def track_runs(split: SplitData, keep: np.ndarray) -> list[np.ndarray]:
+    """Row indices of each run of consecutive frames of one track (and one height) where `keep` holds."""
+    track, frame = split.arrays["track"], split.arrays["frame"]
+    rows = np.flatnonzero(keep)
+    if len(rows) == 0:
+        return []
+    breaks = np.flatnonzero((np.diff(track[rows]) != 0) | (np.diff(frame[rows]) != 1)) + 1
+    return np.split(rows, breaks)
+
+
+def estimate_runs(method: Method, split: SplitData, runs: list[np.ndarray], batch: int = 512
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row pose (R, 17, 2) and confidence (R, 17; NaN without) from edge-padded centre windows of each run,
+    exactly as the pose node builds them; rows outside the runs stay NaN."""
+    count = len(split.arrays["frame"])
+    poses = np.full((count, 17, 2), np.nan, np.float32)
+    confidence = np.full((count, 17), np.nan, np.float32)
+    windows = np.concatenate([run[sequence_windows(len(run), "centre")] for run in runs]) if runs else \
+        np.zeros((0, WINDOW_LENGTH), int)
+    described = np.concatenate(runs) if runs else np.zeros(0, int)
+    for start in tqdm(range(0, len(windows), batch), desc=method.name, unit="batch", leave=False):
+        rows = windows[start:start + batch]
+        detector = split.arrays["detector"][rows] if method.takes_detector else None
+        pose, conf = method.estimate(crops_to_input(split.arrays["crops"][rows]), detector)
+        poses[described[start:start + batch]] = pose[:, HALF_WINDOW]
+        if conf is not None:
+            confidence[described[start:start + batch]] = conf[:, HALF_WINDOW]
+    return poses, confidence
+
+
+def smoothed_detector_runs(split: SplitData, runs: list[np.ndarray],
+                           calibration: KeypointCalibration | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The pose node's keypoint_source "detector" on each tracked run: the detector's keypoints smoothed in pixels
+    over neighbouring frames (exlow_pose_ros.pose_estimator.smooth_detector_keypoints), in crop coordinates,
+    with the detector's confidence through `calibration` when given."""
+    count = len(split.arrays["frame"])
+    poses = np.full((count, 17, 2), np.nan, np.float32)
+    confidence = np.full((count, 17), np.nan, np.float32)
+    region = split.arrays["region"].astype(np.float64)
+    detector = split.arrays["detector"]
+    for run in runs:
+        side = region[run, 2][:, None, None]
+        pixels = np.concatenate([(detector[run, :, :2] + 1) * side / 2 + region[run, None, :2],
+                                 detector[run, :, 2:]], axis=-1)
+        for position, row in enumerate(run):
+            smoothed = smooth_detector_keypoints(pixels, position)
+            poses[row] = 2 * (smoothed[:, :2] - region[row, :2]) / region[row, 2] - 1
+            confidence[row] = smoothed[:, 2] if calibration is None else calibration(smoothed[:, 2])
+    return poses, confidence
+
+
+def person_oks(poses: np.ndarray, split: SplitData) -> np.ndarray:
+    """OKS of each row's pose against its label (NaN where no pose or no labelled joint)."""
+    oks = object_keypoint_similarity(np.nan_to_num(poses), split.arrays["keypoints"], split.arrays["mask"],
+                                     person_area(split.arrays))
+    return np.where(np.isnan(poses).any(axis=(1, 2)), np.nan, oks)
+
+
+def joint_error_per_height(poses: np.ndarray, split: SplitData) -> np.ndarray:
+    """Mean joint distance over labelled joints, as a fraction of the labelled person's height."""
+    side = split.arrays["region"][:, 2].astype(float)
+    label_height = split.arrays["label_box"][:, 3] - split.arrays["label_box"][:, 1]
+    crop_units = masked_mean_distance(np.nan_to_num(poses), split.arrays["keypoints"], split.arrays["mask"])
+    return crop_units * side / 2 / np.maximum(label_height, 1e-6)
+
+
+def oks_accuracy(oks_or_zero: np.ndarray) -> float:
+    return 100.0 * float(np.mean([(oks_or_zero >= t).mean() for t in OKS_THRESHOLDS])) if len(oks_or_zero) else \
+        float("nan")
+
+
+def tiny_table(methods: list[Method], constant: np.ndarray, dataset: ExLowDataset, split: SplitData,
+               calibration: KeypointCalibration | None = None) -> tuple[dict, dict]:
+    """method -> 'scene|H' -> metrics; and the per-row outputs kept for the confidence and picture parts."""
+    scene_rows = scene_of_rows(dataset, split)
+    labelled = split.arrays["mask"].any(axis=1)
+    found, tracked = split.arrays["found"] & labelled, split.arrays["tracked"] & labelled
+    yolo_pose = np.where(found[:, None, None], split.arrays["detector"][..., :2], np.nan)
+    outputs = {YOLO: (yolo_pose, np.where(found[:, None], split.arrays["detector"][..., 2], np.nan), found)}
+    runs = track_runs(split, tracked)
+    constant_pose_rows = np.where(tracked[:, None, None], constant[None], np.nan)
+    outputs[f"{CONSTANT} (on tracked persons)"] = (constant_pose_rows, np.full((len(tracked), 17), np.nan), tracked)
+    outputs[SMOOTHED] = (*smoothed_detector_runs(split, runs, calibration), tracked)
+    for method in methods:
+        pose, confidence = estimate_runs(method, split, runs)
+        outputs[method.name] = (pose, confidence, tracked)
+    yolo_oks = person_oks(yolo_pose, split)
+    groups = {f"{scene}|{height:g}": (scene_rows == scene) & (split.arrays["height"] == height) & labelled
+              for scene in dict.fromkeys(scene_rows.tolist()) for height in np.unique(split.arrays["height"])}
+    table: dict[str, dict] = {}
+    for name, (pose, _, present) in outputs.items():
+        oks = person_oks(pose, split)
+        error = joint_error_per_height(pose, split)
+        yolo_error = joint_error_per_height(yolo_pose, split)
+        rows = {}
+        for key, chosen in groups.items():
+            if not chosen.any():
+                continue
+            both = chosen & present & found & ~np.isnan(oks) & ~np.isnan(yolo_oks)
+            rows[key] = {
+                "persons": int(chosen.sum()), "recall": 100.0 * float(present[chosen].mean()),
+                "oks_accuracy": oks_accuracy(np.where(present[chosen], np.nan_to_num(oks[chosen]), 0.0)),
+                "both_found": int(both.sum()),
+                "mean_oks_both": float(np.nanmean(oks[both])) if both.any() else float("nan"),
+                "yolo_mean_oks_both": float(np.nanmean(yolo_oks[both])) if both.any() else float("nan"),
+                "joint_error_both": float(np.nanmean(error[both])) if both.any() else float("nan"),
+                "yolo_joint_error_both": float(np.nanmean(yolo_error[both])) if both.any() else float("nan"),
+                "win_share_both": 100.0 * float((oks[both] > yolo_oks[both]).mean()) if both.any() else float("nan"),
+            }
+        heights = sorted({float(k.split("|")[1]) for k in rows})
+        for height in heights:  # the headline: mean over unseen scenes at each height
+            keys = [k for k in rows if float(k.split("|")[1]) == height]
+            rows[f"mean over scenes|{height:g}"] = {m: float(np.nanmean([rows[k][m] for k in keys]))
+                                                    for m in rows[keys[0]] if m not in ("persons", "both_found")}
+        table[name] = rows
+    return table, outputs
+
+
+# --- 3. confidence ----------------------------------------------------------------------------------------------
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> dict:
+    """Expected calibration error and the reliability curve (equal-width bins) of per-joint confidences."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges) - 1, 0, bins - 1)
+    curve, ece = [], 0.0
+    for b in range(bins):
+        chosen = which == b
+        if chosen.any():
+            gap = abs(confidence[chosen].mean() - correct[chosen].mean())
+            ece += chosen.mean() * gap
+            curve.append({"bin": [float(edges[b]), float(edges[b + 1])], "count": int(chosen.sum()),
+                          "confidence": float(confidence[chosen].mean()), "accuracy": float(correct[chosen].mean())})
+    return {"ece": float(ece), "curve": curve, "joints": len(confidence)}
+
+
+def keypoints_correct(pose: np.ndarray, split: SplitData) -> np.ndarray:
+    """(R, 17) bool: per-keypoint OKS >= 0.5 against the label, the event every confidence here predicts."""
+    variances = (2 * COCO17_SIGMAS) ** 2
+    squared = ((np.nan_to_num(pose) - split.arrays["keypoints"]) ** 2).sum(-1)
+    return np.exp(-squared / (2 * person_area(split.arrays)[:, None] * variances)) >= CORRECT_OKS
+
+
+def confidence_table(outputs: dict, split: SplitData) -> dict[str, dict]:
+    results = {}
+    for name, (pose, confidence, present) in outputs.items():
+        if np.isnan(confidence).all():
             continue
-        boxes = result.boxes.xyxy.cpu().numpy() / scale
-        overlaps = [_box_iou(box, candidate) for candidate in boxes]
-        best = int(np.argmax(overlaps))
-        if overlaps[best] < 0.3:
-            continue
-        region = SquareRegion(*map(int, split.arrays["region"][row]))
-        per_frame[row] = normalise_keypoints(result.keypoints.xy.cpu().numpy()[best] / scale, region)
-    return per_frame[window_rows(split, np.arange(len(split)))]
+        correct = keypoints_correct(pose, split)
+        chosen = present[:, None] & split.arrays["mask"] & ~np.isnan(confidence)
+        results[name] = reliability(confidence[chosen], correct[chosen])
+    return results
 
 
-def cached_yolo(out: Path, label: str, dataset: ExLowDataset, split: SplitData, weights: Path,
-                height: float | None, imgsz: int | None) -> np.ndarray:
-    """yolo_split, kept on disk: it does not depend on our models and costs minutes of CPU."""
-    from exlow_pose_ros.provenance import file_sha256
+# --- output -----------------------------------------------------------------------------------------------------
 
-    key = f"{label}|{file_sha256(dataset.root / 'manifest.json')}|{file_sha256(weights)}|{height}|{imgsz}"
-    path = out / "yolo_cache" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.npy"
-    if path.exists():
-        return np.load(path)
-    poses = yolo_split(split, dataset.manifest, weights, height, imgsz)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, poses)
-    return poses
+def print_pure_crop(console: Console, results: dict, title: str) -> None:
+    scenes = list(next(iter(results.values())))
+    for metric, label in (("ife", "IFE (lower is better)"), ("map", "OKS mAP % (higher is better)")):
+        table = Table(title=f"{title}: {label}")
+        table.add_column("method")
+        for scene in scenes:
+            table.add_column(scene, justify="right")
+        for name, per_scene in results.items():
+            table.add_row(name, *[f"{per_scene[s][metric]:.3f}" if metric == "ife" else f"{per_scene[s][metric]:.1f}"
+                                  for s in scenes])
+        console.print(table)
 
 
-def check_targets(rows: dict[str, dict]) -> list[str]:
+def print_tiny(console: Console, table: dict, title: str) -> None:
+    keys = [k for k in next(iter(table.values())) if k.startswith("mean over scenes")]
+    out = Table(title=title)
+    out.add_column("method")
+    for key in keys:
+        height = key.split("|")[1]
+        out.add_column(f"H={height} recall %", justify="right")
+        out.add_column(f"H={height} OKS acc %", justify="right")
+    for name, rows in table.items():
+        out.add_row(name, *[f"{rows[k][m]:.1f}" for k in keys for m in ("recall", "oks_accuracy")])
+    console.print(out)
+
+
+def markdown(pure: dict, tiny: dict, confidence: dict, checks: list[str], product: str) -> str:
     lines = []
-    full = rows.get("PTEN")
-    if full is None:
-        return ["no PTEN row: targets not checked"]
-    for metric, target in TARGETS.items():
-        value = full[metric]
-        met = value >= target if metric == "map" else value <= target
-        lines.append(f"{'MET ' if met else 'MISS'} PTEN {metric.upper()} {value:.4g} (target "
-                     f"{'>=' if metric == 'map' else '<='} {target}; {'' if met else 'off by '}"
-                     f"{'' if met else f'{abs(value - target):.4g}'})".replace("; )", ")"))
-    baseline = rows.get("SimpleBaseline")
-    if baseline:
-        for metric, margin in MARGINS_OVER_SIMPLE_BASELINE.items():
-            reduction = 1 - full[metric] / baseline[metric] if baseline[metric] else 0.0
-            lines.append(f"{'MET ' if reduction >= margin else 'MISS'} PTEN {metric.upper()} {100 * reduction:.0f}% "
-                         f"lower than SimpleBaseline (paper's margin {100 * margin:.0f}%)")
+    scenes = list(next(iter(pure.values())))
+    lines += ["**Pure crops (the paper's setting), unseen scenes: IFE (lower is better) / OKS mAP %**", "",
+              "| method | " + " | ".join(scenes) + " |", "|---|" + "---|" * len(scenes)]
+    for name, per_scene in pure.items():
+        lines.append(f"| {name} | " + " | ".join(f"{per_scene[s]['ife']:.3f} / {per_scene[s]['map']:.1f}"
+                                                  for s in scenes) + " |")
+    keys = [k for k in next(iter(tiny.values())) if k.startswith("mean over scenes")]
+    heights = [k.split("|")[1] for k in keys]
+    lines += ["", "**Tiny people end to end, mean over unseen scenes: recall % / OKS accuracy %**", "",
+              "| method | " + " | ".join(f"H = {h} px" for h in heights) + " |", "|---|" + "---|" * len(keys)]
+    for name, rows in tiny.items():
+        lines.append(f"| {name} | " + " | ".join(f"{rows[k]['recall']:.1f} / {rows[k]['oks_accuracy']:.1f}"
+                                                  for k in keys) + " |")
+    if product in tiny:
+        rows = tiny[product]
+        lines += ["", f"**{product} against YOLO11n-pose alone on person-frames both found (mean over unseen "
+                  "scenes): mean OKS ours / YOLO, joint error per person height ours / YOLO, share we win**", "",
+                  "| H | mean OKS | joint error | we win |", "|---|---|---|---|"]
+        for key, height in zip(keys, heights, strict=True):
+            row = rows[key]
+            lines.append(f"| {height} px | {row['mean_oks_both']:.3f} / {row['yolo_mean_oks_both']:.3f} | "
+                         f"{row['joint_error_both']:.3f} / {row['yolo_joint_error_both']:.3f} | "
+                         f"{row['win_share_both']:.0f} % |")
+        scene_keys = sorted({k.split("|")[0] for k in rows if not k.startswith("mean")})
+        lines += ["", f"**Per unseen scene: OKS accuracy % of {product} / YOLO11n-pose alone**", "",
+                  "| scene | " + " | ".join(f"H = {h}" for h in heights) + " |", "|---|" + "---|" * len(heights)]
+        for scene in scene_keys:
+            cells = []
+            for height in heights:
+                key = f"{scene}|{height}"
+                cells.append(f"{rows[key]['oks_accuracy']:.1f} / {tiny[YOLO][key]['oks_accuracy']:.1f}"
+                             if key in rows else "-")
+            lines.append(f"| {scene} | " + " | ".join(cells) + " |")
+    if confidence:
+        lines += ["", "**Per-joint confidence on unseen scenes (event: per-keypoint OKS >= 0.5)**", "",
+                  "| source | joints | ECE |", "|---|---|---|"]
+        for name, row in confidence.items():
+            lines.append(f"| {name} | {row['joints']} | {row['ece']:.3f} |")
+    lines += ["", "**Targets**", ""] + [f"- {c}" for c in checks]
+    return "\n".join(lines) + "\n"
+
+
+def check_targets(pure: dict, tiny: dict, confidence: dict, crop_model: str | None, product: str) -> list[str]:
+    lines = []
+
+    def verdict(ok: bool) -> str:
+        return "MET " if ok else "MISS"
+
+    if crop_model in pure:
+        rows, constant = pure[crop_model], pure[CONSTANT]
+        scenes = [s for s in rows if s not in ("mean over scenes", "pooled")]
+        ratios = {s: rows[s]["ife"] / constant[s]["ife"] for s in scenes}
+        worst = max(ratios, key=ratios.get)
+        lines.append(f"{verdict(max(ratios.values()) <= TARGETS['pure_crop_ife_ratio'])} pure crops, {crop_model}: "
+                     f"IFE <= 0.7x the constant pose on every unseen scene (worst {worst}: "
+                     f"{ratios[worst]:.2f}x)")
+        pooled = rows["pooled"]
+        lines.append(f"{verdict(pooled['ife'] <= TARGETS['pure_crop_pooled_ife'])} pure crops, {crop_model}: pooled "
+                     f"IFE {pooled['ife']:.3f} (target <= {TARGETS['pure_crop_pooled_ife']})")
+        lines.append(f"{verdict(pooled['map'] >= TARGETS['pure_crop_map'])} pure crops, {crop_model}: pooled mAP "
+                     f"{pooled['map']:.1f} % (target >= {TARGETS['pure_crop_map']:.0f} %)")
+    if product in tiny:
+        ours, yolo = tiny[product], tiny[YOLO]
+        for key in [k for k in ours if k.startswith("mean over scenes")]:
+            height = float(key.split("|")[1])
+            needed = TARGETS["oks_ratio_small"] if height in TARGETS["small_heights"] else 1.0
+            ratio = ours[key]["oks_accuracy"] / max(yolo[key]["oks_accuracy"], 1e-9)
+            lines.append(f"{verdict(ratio >= needed)} end to end H={height:g}: OKS accuracy "
+                         f"{ours[key]['oks_accuracy']:.1f} % vs YOLO {yolo[key]['oks_accuracy']:.1f} % "
+                         f"({ratio:.2f}x, target >= {needed:g}x)")
+            lines.append(f"{verdict(ours[key]['recall'] >= yolo[key]['recall'])} end to end H={height:g}: recall "
+                         f"{ours[key]['recall']:.1f} % vs detector {yolo[key]['recall']:.1f} %")
+            lines.append(f"{verdict(ours[key]['win_share_both'] > 50)} end to end H={height:g}: we win on "
+                         f"{ours[key]['win_share_both']:.0f} % of person-frames both found (target > 50 %)")
+    if product in confidence:
+        ece = confidence[product]["ece"]
+        lines.append(f"{verdict(ece <= TARGETS['ece'])} confidence ECE {ece:.3f} (target <= {TARGETS['ece']})")
     return lines
 
 
-def plot(results: dict, path: Path) -> None:
+def plot_heights(tiny: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = list(results)
-    methods = list(next(iter(results.values())))
-    figure, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for axis, metric in zip(axes, ("ife", "fdae", "map"), strict=True):
-        width = 0.8 / len(datasets)
-        for offset, dataset in enumerate(datasets):
-            values = [results[dataset][m][metric] for m in methods]
-            axis.bar(np.arange(len(methods)) + offset * width, values, width, label=dataset)
-        axis.set_xticks(np.arange(len(methods)) + width * (len(datasets) - 1) / 2, methods, rotation=35, ha="right")
-        axis.set_title({"ife": "IFE (lower is better)", "fdae": "FDAE (lower is better)",
-                        "map": "OKS mAP % (higher is better)"}[metric])
-        if metric in TARGETS:
-            axis.axhline(TARGETS[metric], color="k", linestyle="--", linewidth=1, label="target")
-        axis.grid(alpha=0.3, axis="y")
-    axes[0].legend(fontsize=8)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, rows in tiny.items():
+        keys = [k for k in rows if k.startswith("mean over scenes")]
+        heights = [float(k.split("|")[1]) for k in keys]
+        axes[0].plot(heights, [rows[k]["oks_accuracy"] for k in keys], marker="o", label=name)
+        axes[1].plot(heights, [rows[k]["recall"] for k in keys], marker="o", label=name)
+    axes[0].set_title("OKS accuracy % (misses count 0), mean over unseen scenes")
+    axes[1].set_title("recall %, mean over unseen scenes")
+    for axis in axes:
+        axis.set_xlabel("median person height H (px)")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
+def plot_reliability(confidence: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect")
+    for name, row in confidence.items():
+        axis.plot([c["confidence"] for c in row["curve"]], [c["accuracy"] for c in row["curve"]], marker="o",
+                  label=f"{name} (ECE {row['ece']:.3f})")
+    axis.set_xlabel("predicted confidence")
+    axis.set_ylabel("share of joints right (per-keypoint OKS >= 0.5)")
+    axis.set_title("Per-joint confidence, unseen scenes")
+    axis.legend(fontsize=7)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def people_sheet(split: SplitData, dataset: ExLowDataset, outputs: dict, product: str, path: Path,
+                 per_scene: int = 3, heights: tuple[float, ...] = (16.0, 24.0), seed: int = 0) -> None:
+    """Annotated tiny people from every unseen scene: crop x8 with the label, YOLO alone and ours side by side."""
+    import cv2
+
+    from .contact_sheet import draw_frame
+
+    rng = np.random.default_rng(seed)
+    scene_rows = scene_of_rows(dataset, split)
+    yolo_pose, ours_pose = outputs[YOLO][0], outputs[product][0]
+    tiles, labels = [], []
+    for scene in dict.fromkeys(scene_rows.tolist()):
+        for height in heights:
+            candidates = np.flatnonzero((scene_rows == scene) & (split.arrays["height"] == height)
+                                        & split.arrays["tracked"] & split.arrays["mask"].any(axis=1))
+            for row in rng.choice(candidates, size=min(per_scene, len(candidates)), replace=False):
+                crop = split.arrays["crops"][row]
+                panels = [draw_frame(crop, np.nan_to_num(pose), mask, 8)
+                          for pose, mask in ((split.arrays["keypoints"][row], split.arrays["mask"][row]),
+                                             (yolo_pose[row], ~np.isnan(yolo_pose[row]).any(-1)),
+                                             (ours_pose[row], ~np.isnan(ours_pose[row]).any(-1)))]
+                tiles.append(np.concatenate(panels, axis=1))
+                labels.append(f"{scene} H={height:g}")
+    if not tiles:
+        return
+    columns = 3
+    rows = -(-len(tiles) // columns)
+    sheet = np.full((rows * 150, columns * (3 * 128 + 8), 3), 255, np.uint8)
+    for index, (tile, label) in enumerate(zip(tiles, labels, strict=True)):
+        y, x = (index // columns) * 150, (index % columns) * (3 * 128 + 8)
+        sheet[y + 20:y + 148, x:x + 3 * 128] = tile
+        cv2.putText(sheet, f"{label}: label | YOLO | ours", (x + 2, y + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="exlow-pose-report", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", action="append", metavar="DATASET:SPLIT", help="held-out real video splits",
-                        default=None)
     parser.add_argument("--model", action="append", metavar="NAME=PATH", required=True,
-                        help="a method's checkpoint or .onnx; name the full model PTEN and the baseline SimpleBaseline")
-    parser.add_argument("--yolo", type=Path, default=REPO / "assets" / "models" / "yolo11n-pose.pt")
-    parser.add_argument("--no-yolo", action="store_true")
+                        help="a model (.onnx or checkpoint); repeat. Models that take the detector's keypoints also "
+                             "get a crops-only row")
+    parser.add_argument("--product", default=SMOOTHED,
+                        help="the row whose end-to-end and confidence targets are checked (default: the pose node's "
+                             "default, %(default)r); the pure-crop targets are checked for the first --model")
+    parser.add_argument("--scenes", type=Path, default=DATASETS / "scenes_test",
+                        help="unseen-scene datasets (exlow-pose-data scenes --roles test)")
+    parser.add_argument("--train", type=Path, default=DATASETS / "scenes_train",
+                        help="training-scene datasets: the constant mean pose comes from their training split")
+    parser.add_argument("--keypoint-calibration", default=str(DEFAULT_CALIBRATION),
+                        help="the detector keypoint calibration of the product row ('none': raw confidences)")
+    parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "results" / "report")
     args = parser.parse_args(argv)
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    datasets = REPO / "results" / "datasets"
-    data = args.data or [f"{datasets}/teacher_vtest:test", f"{datasets}/teacher_sports2d:test"]
-    results: dict[str, dict[str, dict]] = {}
-    for entry in data:
-        root, _, split_name = entry.rpartition(":")
-        dataset = ExLowDataset(root)
-        split = dataset.split(split_name)
-        label = f"{Path(root).name}:{split_name}"
-        rows = {}
-        for model_entry in args.model:
-            name, _, path = model_entry.partition("=")
-            rows[name] = score_split(predict_split(pose_function_for(Path(path)), split, description=name), split)
-        if not args.no_yolo:
-            teacher_imgsz = dataset.manifest["provenance"].get("teacher", {}).get("imgsz")
-            for name, height, imgsz in (("YOLO11n-pose @16px", TARGET_HEIGHT_PX, None),
-                                        ("YOLO11n-pose full-res (teacher)", None, teacher_imgsz)):
-                rows[name] = score_split(cached_yolo(args.out, label, dataset, split, args.yolo, height, imgsz), split)
-        results[label] = rows
-    console = Console()
-    for label, rows in results.items():
-        table = Table(title=f"Table 1 on held-out real video {label} ({next(iter(rows.values()))['windows']} windows)")
-        for column in ("Method", "IFE", "FDAE", "mAP (%)", "OKS acc. (%)"):
-            table.add_column(column, justify="left" if column == "Method" else "right")
-        for name, row in rows.items():
-            table.add_row(name, f"{row['ife']:.4f}", f"{row['fdae']:.4f}", f"{row['map']:.2f}",
-                          f"{row['oks_accuracy']:.2f}")
-        console.print(table)
-        for line in check_targets(rows):
-            console.print("  " + line)
+
+    methods = [load_method(*entry.split("=", 1)[:1], Path(entry.split("=", 1)[1]), args.threads)
+               for entry in args.model]
+    product = args.product
+    with_crop_only = methods + [crop_only(m) for m in methods if m.takes_detector]
+    crop_model = f"{methods[0].name}, crops only" if methods[0].takes_detector else methods[0].name
+    constant = constant_pose(ExLowDataset(args.train / "teacher").split("train"))
+
+    teacher = ExLowDataset(args.scenes / "teacher")
+    pure = pure_crop_table(with_crop_only, constant, teacher, teacher.split("test"))
+    tiny_data = ExLowDataset(args.scenes / "tiny")
+    tiny_split = tiny_data.split("test")
+    calibration = None if args.keypoint_calibration == "none" else KeypointCalibration.load(args.keypoint_calibration)
+    tiny, outputs = tiny_table(with_crop_only, constant, tiny_data, tiny_split, calibration)
+    confidence = confidence_table(outputs, tiny_split)
+    checks = check_targets(pure, tiny, confidence, crop_model, product)
+
+    console = Console(width=200)
+    print_pure_crop(console, pure, "Pure 16x16 crops of unseen scenes")
+    print_tiny(console, tiny, "Tiny people end to end, mean over unseen scenes")
+    for name, row in confidence.items():
+        console.print(f"confidence ECE {name}: {row['ece']:.3f} over {row['joints']} joints")
+    for line in checks:
+        console.print("  " + line)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "accuracy.json").write_text(json.dumps(
-        {"results": results, "targets": TARGETS, "checks": {k: check_targets(v) for k, v in results.items()},
-         "window_length": WINDOW_LENGTH}, indent=2))
-    plot(results, args.out / "accuracy.png")
-    print(f"wrote {args.out / 'accuracy.json'} and {args.out / 'accuracy.png'}")
+    scenes = teacher.manifest["sources"]
+    (args.out / "report.json").write_text(json.dumps({
+        "unseen_scenes": [{k: s.get(k) for k in ("name", "scene", "licence", "frames", "median_person_px")}
+                          for s in scenes],
+        "models": {m.split("=", 1)[0]: m.split("=", 1)[1] for m in args.model}, "product": product,
+        "pure_crop": pure, "tiny": tiny, "confidence": confidence, "checks": checks, "targets": TARGETS,
+    }, indent=2, default=float))
+    (args.out / "report.md").write_text(markdown(pure, tiny, confidence, checks, product))
+    plot_heights(tiny, args.out / "accuracy_by_height.png")
+    if confidence:
+        plot_reliability(confidence, args.out / "reliability.png")
+    people_sheet(tiny_split, tiny_data, outputs, product, args.out / "unseen_people.png")
+    print(f"wrote {args.out}/report.json, report.md, accuracy_by_height.png, reliability.png, unseen_people.png")
     return 0
 
 

@@ -52,6 +52,38 @@ class Thresholds:
     min_height: float = 40.0   # person box height in source pixels: the teacher is unreliable below
 
 
+@dataclass(frozen=True)
+class TeacherPerson:
+    """One reliable person of one frame, as the teacher saw it, in source pixels."""
+
+    track_id: int
+    box: np.ndarray        # (4,) x_min, y_min, x_max, y_max
+    xy: np.ndarray         # (17, 2)
+    confidence: np.ndarray  # (17,)
+    mask: np.ndarray       # (17,) bool: confidence >= the keypoint threshold
+    score: float
+
+
+def reliable_persons(result, thresholds: Thresholds) -> list[TeacherPerson]:
+    """The persons of one tracked Ultralytics result that pass the thresholds."""
+    if result.boxes is None or result.boxes.id is None or result.keypoints is None:
+        return []
+    boxes = result.boxes.xyxy.cpu().numpy()
+    ids = result.boxes.id.int().cpu().numpy()
+    box_scores = result.boxes.conf.cpu().numpy()
+    xy = result.keypoints.xy.cpu().numpy()
+    keypoint_scores = result.keypoints.conf.cpu().numpy()
+    kept = []
+    for box, track_id, box_score, points, scores in zip(boxes, ids, box_scores, xy, keypoint_scores, strict=True):
+        mask = scores >= thresholds.keypoint
+        if (box_score < thresholds.box or mask.sum() < thresholds.min_keypoints
+                or box[3] - box[1] < thresholds.min_height):
+            continue
+        kept.append(TeacherPerson(int(track_id), box.astype(np.float64), points.astype(np.float64),
+                                  scores.astype(np.float32), mask, float(box_score)))
+    return kept
+
+
 @dataclass
 class TrackFrames:
     """One tracked person's kept frames in one video."""
@@ -63,6 +95,17 @@ class TrackFrames:
     region: list[tuple[int, int, int]] = field(default_factory=list)
     score: list[float] = field(default_factory=list)
     crops: list[np.ndarray] = field(default_factory=list)
+
+    def append(self, index: int, person: TeacherPerson, rgb: np.ndarray) -> None:
+        """Add one frame of this person: the labels in crop coordinates and the crop from `rgb`."""
+        region = square_region(person.box)
+        self.frames.append(index)
+        self.keypoints.append(normalise_keypoints(person.xy, region))
+        self.mask.append(person.mask)
+        self.box.append(person.box.astype(np.float32))
+        self.region.append((region.x0, region.y0, region.side))
+        self.score.append(person.score)
+        self.crops.append(cut_crop(rgb, region))
 
     def arrays(self, keep: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
         return {
@@ -125,25 +168,8 @@ def label_video(model, video: Path, thresholds: Thresholds, imgsz: int, tracker:
 
 def _keep_reliable(tracks: dict[int, TrackFrames], index: int, rgb: np.ndarray, result,
                    thresholds: Thresholds) -> None:
-    boxes = result.boxes.xyxy.cpu().numpy()
-    ids = result.boxes.id.int().cpu().numpy()
-    box_scores = result.boxes.conf.cpu().numpy()
-    xy = result.keypoints.xy.cpu().numpy()
-    keypoint_scores = result.keypoints.conf.cpu().numpy()
-    for box, track_id, box_score, points, scores in zip(boxes, ids, box_scores, xy, keypoint_scores, strict=True):
-        mask = scores >= thresholds.keypoint
-        if (box_score < thresholds.box or mask.sum() < thresholds.min_keypoints
-                or box[3] - box[1] < thresholds.min_height):
-            continue
-        region = square_region(box)
-        track = tracks[int(track_id)]
-        track.frames.append(index)
-        track.keypoints.append(normalise_keypoints(points, region))
-        track.mask.append(mask)
-        track.box.append(box.astype(np.float32))
-        track.region.append((region.x0, region.y0, region.side))
-        track.score.append(float(box_score))
-        track.crops.append(cut_crop(rgb, region))
+    for person in reliable_persons(result, thresholds):
+        tracks[person.track_id].append(index, person, rgb)
 
 
 def split_of_video(name: str, assignments: dict[str, str], fractions: dict[str, float]) -> str:

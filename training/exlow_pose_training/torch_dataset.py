@@ -10,6 +10,9 @@ indexing with an int returns one window. A sample (batched: a leading batch axis
     keypoints  (5, 17, 2)     float32, [-1, 1] crop coordinates; 0 where mask is false
     mask       (5, 17)        bool
     score      (5,)           float32 person confidence
+    area       (5,)           float32 labelled person box area in crop units (OKS scale)
+    detector   (5, 17, 3)     float32 the detector's keypoints (x, y, confidence) in crop coordinates, zeros
+                              where absent; only when a part is of kind "tiny"
     track, frame, source      int64 of the centre frame; source indexes `WindowDataset.sources`
     part, index               int64: which (root, split) part, and the global window index
 """
@@ -34,7 +37,7 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-from exlow_pose_training.dataset_format import WINDOW_LENGTH, ExLowDataset
+from exlow_pose_training.dataset_format import WINDOW_LENGTH, ExLowDataset, person_area
 
 _CENTRE = WINDOW_LENGTH // 2
 
@@ -83,12 +86,19 @@ class WindowDataset(Dataset):
         self.with_crops = with_crops
         self.transform = transform
 
-        fields = ["keypoints", "mask", "score", "track", "frame", "source"] + (["crops"] if with_crops else [])
+        fields = ["keypoints", "mask", "score", "track", "frame", "source", "area"] + (["crops"] if with_crops else [])
+        # The product's detector keypoints (kind "tiny"); parts without them get zeros (= no detector input).
+        self.with_detector = with_crops and any(d.kind == "tiny" for d in datasets)
+        if self.with_detector:
+            fields.append("detector")
         arrays: dict[str, list[np.ndarray]] = {name: [] for name in [*fields, "part"]}
         starts, part_of_window, self.sources = [], [], []
         frame_offset = 0
         for number, (part, dataset) in enumerate(zip(self.parts, datasets, strict=True)):
             data = dataset.split(part.split)
+            data.arrays["area"] = person_area(data.arrays)
+            if self.with_detector and "detector" not in data.arrays:
+                data.arrays["detector"] = np.zeros((len(data.arrays["frame"]), 17, 3), np.float32)
             for name in fields:
                 arrays[name].append(data.arrays[name])
             # Sources become global indices so that one table names them across parts.
@@ -137,12 +147,15 @@ class WindowDataset(Dataset):
             "keypoints": torch.from_numpy(self.arrays["keypoints"][frames]),
             "mask": torch.from_numpy(self.arrays["mask"][frames]),
             "score": torch.from_numpy(self.arrays["score"][frames]),
+            "area": torch.from_numpy(self.arrays["area"][frames]),
             "track": torch.from_numpy(self.arrays["track"][centre].astype(np.int64)),
             "frame": torch.from_numpy(self.arrays["frame"][centre].astype(np.int64)),
             "source": torch.from_numpy(self.arrays["source"][centre]),
             "part": torch.from_numpy(self.arrays["part"][centre]),
             "index": torch.from_numpy(indices),
         }
+        if self.with_detector:
+            sample["detector"] = torch.from_numpy(self.arrays["detector"][frames])
         if self.with_crops:
             # (B, T, H, W, C) uint8 -> (B, T, C, H, W) float in [0, 1]
             crops = torch.from_numpy(self.arrays["crops"][frames]).permute(0, 1, 4, 2, 3)

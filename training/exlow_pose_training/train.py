@@ -131,8 +131,13 @@ def validate(model: torch.nn.Module, config: TrainConfig, device: torch.device) 
             mask = torch.from_numpy(split.arrays["mask"][rows]).to(device)
             predicted = network(poses, mask).float().cpu().numpy()
         else:
-            def run(crops: np.ndarray) -> np.ndarray:
-                return network(torch.from_numpy(crops).to(device)).float().cpu().numpy()
+            takes_detector = bool(getattr(network, "detector_input", False))
+
+            def run(crops: np.ndarray, detector: np.ndarray | None) -> np.ndarray:
+                inputs = [torch.from_numpy(crops).to(device)]
+                if takes_detector and detector is not None:
+                    inputs.append(torch.from_numpy(detector).to(device))
+                return network(*inputs).float().cpu().numpy()
 
             predicted = predict_split(run, split, description="validate")
     return score_split(predicted, split)

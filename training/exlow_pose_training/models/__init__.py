@@ -26,9 +26,10 @@ def build_model(method: str, options: dict[str, Any] | None = None) -> nn.Module
         return PoseTransitionAutoencoder(AutoencoderConfig(**options))
     if method in ("pten", "cnn_transformer"):
         decoder = AutoencoderConfig(**options.pop("decoder", {}))
-        frame_alignment = bool(options.pop("frame_alignment", False))
+        flags = {name: bool(options.pop(name, False)) for name in ("frame_alignment", "detector_input", "confidence")}
+        flags["use_crops"] = bool(options.pop("use_crops", True))
         encoder = ImageEncoderConfig(latent=decoder.latent, frames=decoder.frames, cnn=cnn, **options)
-        return PoseTransitionEmbeddingNetwork(encoder, decoder, frame_alignment)
+        return PoseTransitionEmbeddingNetwork(encoder, decoder, **flags)
     if method == "independent_cnn":
         return IndependentCNN(cnn=cnn, **options)
     if method == "channel_combined_cnn":

@@ -92,10 +92,18 @@ class ExLowImageEncoder(nn.Module):
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         return self.encode(crops)[0]
 
-    def encode(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The embedding (B, M) and the transformer's output token of each frame (B, T, E)."""
+    def encode(self, crops: torch.Tensor, extra: torch.Tensor | None = None,
+               use_crops: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embedding (B, M) and the transformer's output token of each frame (B, T, E). `extra` (B, T, E),
+        if given, is added to each frame's image token before the transformer (other per-frame evidence);
+        without `use_crops` the tokens are `extra` alone (the crops stay an input of the graph, unused)."""
         batch, frames = crops.shape[:2]
-        features = self.embed(self.cnn(crops.flatten(0, 1))).view(batch, frames, -1)
+        if use_crops:
+            features = self.embed(self.cnn(crops.flatten(0, 1))).view(batch, frames, -1)
+            if extra is not None:
+                features = features + extra
+        else:
+            features = extra + 0.0 * crops.sum(dim=(2, 3, 4))[..., None]
         tokens = torch.cat([self.aggregation_token.expand(batch, -1, -1), features], dim=1) + self.position
         encoded = self.norm(self.transformer(tokens))
         return self.to_latent(encoded[:, 0]), encoded[:, 1:]

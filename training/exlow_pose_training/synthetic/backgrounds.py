@@ -19,13 +19,10 @@ import cv2
 import numpy as np
 
 from ..dataset_format import SPLITS
+from ..scenes import video_licence
 
 # The videos, their licences (README "assets"), and the split time blocks (same defaults as
 # teacher_dataset.py --split-by time: train, then val, then test).
-VIDEO_LICENCES = {
-    "vtest.avi": "OpenCV sample video (Debian opencv-doc): BSD-3-Clause / Apache-2.0",
-    "sports2d_demo.mp4": "Sports2D demo video (PyPI sports2d 0.8.34): BSD-3-Clause",
-}
 BLOCK_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 PLATE_VERSION = 1          # bump when the plate recipe changes: invalidates cached plates
 MEDIAN_SAMPLES = 48        # frames per block for the median
@@ -46,7 +43,7 @@ class Plate:
         return {"video": self.video, "split": self.split, "frames": list(self.frames),
                 "size": [int(self.image.shape[1]), int(self.image.shape[0])],
                 "ghost_fraction": round(self.ghost_fraction, 5),
-                "licence": VIDEO_LICENCES.get(self.video, "see source")}
+                "licence": video_licence(Path(self.video))}
 
 
 def block_bounds(count: int, fractions: dict[str, float] = BLOCK_FRACTIONS) -> dict[str, tuple[int, int]]:

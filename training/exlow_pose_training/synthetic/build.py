@@ -33,6 +33,7 @@ from ..motion import cmu_mocap
 from ..motion.cameras import HORIZONTAL_FOV_DEG, PROFILES, PinholeCamera, look_at, project
 from ..motion.clip import CLIP_POINT_NAMES, MotionClip3D
 from ..motion.corpus import CMU_LICENCE, DEFAULT_CMU_SPLITS, parse_cmu_splits
+from ..scenes import load_registry, video_licence
 from . import backgrounds
 from .body import build_body, sample_appearance, sample_shape
 from .render import Effects, Occluder, render_frame, sample_effects
@@ -41,7 +42,6 @@ GENERATOR = "exlow_pose_training.synthetic.build"
 GENERATOR_VERSION = 1
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_MOTION = REPO.parent / "shared" / "data" / "cmu_mocap" / "subjects"
-DEFAULT_VIDEOS = ("vtest.avi", "sports2d_demo.mp4")
 DEFAULT_CACHE = REPO / "results" / "cache" / "synthetic_backgrounds"
 
 PERSON_HEIGHT_PX = (12.0, 150.0)   # the ex-low range, person height in the source frame (log-uniform)
@@ -355,7 +355,6 @@ def build(out: Path, clips: list[MotionClip3D], plates: list[backgrounds.Plate],
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    assets = Path(os.environ.get("EXLOW_POSE_ASSETS", REPO / "assets"))
     parser.add_argument("--out", type=Path, required=True, help="new dataset folder")
     parser.add_argument("--windows", type=int, default=100_000, help="5-frame windows to make, over all splits")
     parser.add_argument("--seed", type=int, default=0)
@@ -367,9 +366,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"split of each CMU subject, as the motion corpus (default {DEFAULT_CMU_SPLITS})")
     parser.add_argument("--fractions", type=parse_fractions, default=parse_fractions("train=0.85,val=0.15,test=0"),
                         help="share of the windows per split")
-    parser.add_argument("--videos", type=Path, nargs="+",
-                        default=[assets / "videos" / name for name in DEFAULT_VIDEOS],
-                        help="videos whose people-free plates are the backgrounds")
+    parser.add_argument("--videos", type=Path, nargs="+", default=load_registry().background_videos(),
+                        help="videos whose people-free plates are the backgrounds (default: the fixed-camera "
+                             "training scenes of training/configs/scenes.yaml; never an unseen test scene)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="folder for the background plates")
 
 
@@ -393,7 +392,7 @@ def run(args: argparse.Namespace) -> int:
         "motion_source": {"root": str(args.motion), "dataset": "CMU Graphics Lab Motion Capture Database",
                           "licence": CMU_LICENCE},
         "videos": [{"path": str(v), "sha256": file_sha256(v),
-                    "licence": backgrounds.VIDEO_LICENCES.get(v.name, "see source")} for v in args.videos],
+                    "licence": video_licence(v)} for v in args.videos],
         "command": " ".join(sys.argv),
     }
     manifest = build(args.out, clips, plates, args.windows, seed=args.seed, workers=args.workers,
