@@ -254,3 +254,33 @@ def test_keypoint_source_detector_uses_the_detector_where_it_can_and_the_model_e
     assert all(fed.shape[0] == 1 for fed in backend.fed) and 2 in by_track
     with pytest.raises(ValueError, match="keypoint_source"):
         PoseEstimator(backend, keypoint_source="teacher")
+
+
+def test_keypoint_calibration_recovers_a_known_miscalibration_and_round_trips(tmp_path):
+    from exlow_pose_ros.keypoint_calibration import (
+        CalibrationError,
+        KeypointCalibration,
+        fit_calibration,
+        logit,
+    )
+
+    rng = np.random.default_rng(0)
+    joint = rng.integers(0, 17, 60_000)
+    confidence = rng.uniform(0.02, 0.98, joint.shape)
+    truth = 1 / (1 + np.exp(-(0.5 * logit(confidence) + 0.3)))  # an overconfident detector
+    correct = rng.random(joint.shape) < truth
+    calibration = fit_calibration(confidence, correct, joint, {"data": "test"})
+    np.testing.assert_allclose(calibration.slope, 0.5, atol=0.1)
+    np.testing.assert_allclose(calibration.intercept, 0.3, atol=0.15)
+    grid = np.tile(np.linspace(0.05, 0.95, 19)[:, None], (1, 17))
+    np.testing.assert_allclose(calibration(grid), 1 / (1 + np.exp(-(0.5 * logit(grid) + 0.3))), atol=0.05)
+    assert (calibration(np.zeros(17)) == 0).all(), "no keypoint stays at confidence 0"
+    calibration.save(tmp_path / "c.json")
+    loaded = KeypointCalibration.load(tmp_path / "c.json")
+    np.testing.assert_allclose(loaded.slope, calibration.slope)
+    assert loaded.provenance["data"] == "test"
+    (tmp_path / "bad.json").write_text('{"kind": "exlow_pose.keypoint_calibration", "slope": [1], "intercept": [0]}')
+    with pytest.raises(CalibrationError, match="malformed"):
+        KeypointCalibration.load(tmp_path / "bad.json")
+    with pytest.raises(CalibrationError, match="not found"):
+        KeypointCalibration.load(tmp_path / "absent.json")

@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.data} must be a kind-'tiny' split of training scenes", file=sys.stderr)
         return 2
     split = dataset.split(split_name)
-    tracked = split.arrays["tracked"] & split.arrays["mask"].any(axis=1)
+    # The tracker reports every person the detector found (report_new_tracks); older builds of a split
+    # recorded confirmed tracks only in `tracked`, so `found` is the faithful set for either.
+    tracked = split.arrays["found"] & split.arrays["mask"].any(axis=1)
     poses, confidence = smoothed_detector_runs(split, track_runs(split, tracked))
     chosen = tracked[:, None] & split.arrays["mask"]
     correct = keypoints_correct(poses, split)
