@@ -24,6 +24,7 @@ from exlow_pose_ros.model_contract import (
     ONNX_OPSET,
     OUTPUT_NAME,
     contract,
+    crops_to_input,
 )
 
 from .checkpoints import load_checkpoint, load_model
@@ -114,7 +115,7 @@ def calibrate_confidence(model: nn.Module, root: str | Path, split_name: str) ->
 
     split = ExLowDataset(root).split(split_name)
     rows = window_rows(split, np.arange(len(split)))
-    crops = torch.from_numpy(split.arrays["crops"][rows]).permute(0, 1, 4, 2, 3).float() / 255
+    crops = torch.from_numpy(crops_to_input(split.arrays["crops"][rows]))
     detector = torch.from_numpy(split.arrays["detector"][rows]) if "detector" in split.arrays else None
     target = torch.from_numpy(split.arrays["keypoints"][rows])
     mask = torch.from_numpy(split.arrays["mask"][rows])

@@ -90,7 +90,7 @@ def scene_of_rows(dataset: ExLowDataset, split: SplitData) -> np.ndarray:
 
 # --- 1. pure crops ----------------------------------------------------------------------------------------------
 
-def estimate_windows(method: Method, split: SplitData, windows: np.ndarray, batch: int = 512
+def estimate_split(method: Method, split: SplitData, windows: np.ndarray, batch: int = 512
                      ) -> tuple[np.ndarray, np.ndarray | None]:
     poses, confidences = [], []
     for start in range(0, len(windows), batch):
@@ -119,7 +119,7 @@ def pure_crop_table(methods: list[Method], constant: np.ndarray, dataset: ExLowD
         if method is None:
             poses, confidence = np.broadcast_to(constant, target.shape).copy(), None
         else:
-            poses, confidence = estimate_windows(method, split, np.arange(len(split)))
+            poses, confidence = estimate_split(method, split, np.arange(len(split)))
         scores = None if confidence is None else confidence.mean(axis=-1)
         per_scene = {}
         for scene in scenes:
