@@ -17,7 +17,7 @@ from exlow_pose_msgs.msg import (
 )
 from std_msgs.msg import Header
 
-from .crop import CROP_SIZE, SquareRegion
+from .crop import CROP_SIZE, SquareRegion, square_region
 from .image_conversion import ImageConversionError, image_to_numpy, numpy_to_image
 from .keypoints import NUM_KEYPOINTS
 from .person_tracker import TrackedBox
@@ -44,6 +44,10 @@ class InputError(ValueError):
     def __init__(self, kind: str, text: str) -> None:
         super().__init__(text)
         self.kind = kind
+
+
+# A foreign tracker may round the crop square differently (half to even, floor): one pixel either way is fine.
+CROP_REGION_TOLERANCE_PX = 1.0
 
 
 def check_box(track: int, box: tuple[float, float, float, float], frame_size: tuple[int, int] | None = None
@@ -73,16 +77,20 @@ def observation_from_message(person: TrackedPerson, header: Header,
     if not all(math.isfinite(v) for v in (*box, *region_box, person.score)):
         raise InputError("non-finite", f"track {track}: non-finite value in box {box}, crop_region {region_box} "
                          f"or score {person.score}")
+    if track < 0:
+        raise InputError("track id", f"track id {track} is negative; TrackedPerson.msg asks for ids >= 0")
     check_box(track, box, frame_size)
     side = region_box[2] - region_box[0]
-    centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
     if side <= 0 or abs((region_box[3] - region_box[1]) - side) > 1e-3:
         raise InputError("crop region", f"track {track}: crop_region {region_box} is not a square with positive "
                          "side")
-    # Poses map back to pixels through the region: one that misses its own box would put them elsewhere.
-    if not (region_box[0] <= centre[0] <= region_box[2] and region_box[1] <= centre[1] <= region_box[3]):
-        raise InputError("crop region", f"track {track}: crop_region {region_box} does not contain the centre "
-                         f"of its box {box}")
+    # Poses map back to pixels through the region, and the model learnt the crop convention's framing: a
+    # region of another size or place would put every keypoint somewhere else.
+    expected = square_region(box).box
+    tolerance = CROP_REGION_TOLERANCE_PX + 1e-6 * max(abs(v) for v in (*region_box, *expected))  # float32 wire
+    if max(abs(a - b) for a, b in zip(region_box, expected, strict=True)) > tolerance:
+        raise InputError("crop region", f"track {track}: crop_region {region_box} is not the crop convention's "
+                         f"square {expected} for box {box} (README, \"Crop convention\")")
     if person.crop.encoding not in ("rgb8", "bgr8") or (person.crop.width, person.crop.height) != (CROP_SIZE,
                                                                                                    CROP_SIZE):
         raise InputError("crop", f"track {track}: crop is {person.crop.width}x{person.crop.height} "

@@ -2,8 +2,9 @@
 
 video source -> tracker -> pose -> recorder (rosbag2, MCAP). The source publishes the next frame when the
 pose node acknowledges the last one, so a slow CPU loses no frame. This process watches the topics,
-writes the annotated video, checks the bag reads back, and prints a summary (frames, persons, tracks,
-skeletons per second, time per stage).
+writes the annotated video (H.264 .mp4 where OpenCV can, else VP8 .webm: exlow_pose_ros.video_writer),
+shows progress on stderr (frames the pose node acknowledged, of the video's), checks the bag reads back, and
+prints a summary (frames, persons, tracks, skeletons per second, time per stage).
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
+from tqdm import tqdm
+
+PROG = "exlow_pose_demo"
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "/exlow_pose"
-IMAGE_TOPIC = "/camera/image_raw"
 ACK_TOPIC = f"{NAMESPACE}/processed"
-RECORDED = [f"{NAMESPACE}/tracked_persons", f"{NAMESPACE}/skeletons", "/diagnostics"]
+CAMERA = "/camera"
+IMAGE_TOPIC = f"{CAMERA}/image_raw"
+# Besides the recorder's default set (compressed images, camera_info, skeletons, markers, diagnostics).
+TRACKED_TOPIC = f"{NAMESPACE}/tracked_persons:exlow_pose_msgs/msg/TrackedPersonArray"
 
 
 def assets_dir() -> Path:
@@ -63,10 +70,50 @@ class Observed:
     last_skeleton: float | None = None
     stage_ms: dict[str, list[float]] = field(default_factory=dict)
     video_frames: int = 0
+    acks: int = 0  # frames the pose node has finished with: the pipeline's own count of frames done
+
+
+class Progress:
+    """Frames done of the total, rate, ETA, person-frames and tracks on stderr, from real counts (the pose node's acks).
+
+    On a terminal a tqdm bar; elsewhere (a log file, CI, captured output) a redrawn bar is unreadable, so the
+    same text comes as one line every line_period seconds and at the end. The clock starts at the first ack:
+    node start-up (the detector loading) would otherwise skew the rate and ETA.
+    """
+
+    FORMAT = "{desc}: {n_fmt}/{total_fmt} frames [{elapsed}<{remaining}, {rate_fmt}]{postfix}"
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr, line_period: float = 10.0) -> None:
+        # total 0: a container that does not state its frame count; then no ETA.
+        self.total, self.stream, self.line_period = total or None, stream, line_period
+        self.terminal = stream.isatty()
+        self.bar: tqdm | None = None
+        self.started: float | None = None
+        self.last_line, self.last_done = -line_period, -1
+
+    def update(self, done: int, persons: int, tracks: int) -> None:
+        if done == 0:
+            return
+        now = time.monotonic()
+        self.started = self.started or now
+        postfix = f"person-frames {persons}, tracks {tracks}"
+        if self.terminal:
+            if self.bar is None:
+                self.bar = tqdm(total=self.total, desc=PROG, unit="frame", file=self.stream)
+            self.bar.set_postfix_str(postfix, refresh=False)
+            self.bar.update(done - self.bar.n)
+        elif done != self.last_done and (now - self.last_line >= self.line_period or done == self.total):
+            self.last_line, self.last_done = now, done
+            print(tqdm.format_meter(done, self.total, now - self.started, prefix=PROG, unit="frame",
+                                    postfix=postfix, bar_format=self.FORMAT), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class Watcher:
-    """A small rclpy node: counts, stage timings from /diagnostics, annotated frames into an mp4."""
+    """A small rclpy node: counts, stage timings from /diagnostics, annotated frames into a video file."""
 
     def __init__(self, video_path: Path, fps: float) -> None:
         import rclpy
@@ -74,17 +121,22 @@ class Watcher:
         from exlow_pose_msgs.msg import Skeleton2DArray, TrackedPersonArray
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
+        from std_msgs.msg import Header
+
+        from .video_writer import VideoOutput
 
         rclpy.init()
         self.rclpy = rclpy
         self.node = rclpy.create_node("exlow_pose_demo")
         self.observed = Observed()
-        self.video_path, self.fps, self.writer = video_path, fps, None
+        self.video_path, self.fps = video_path, fps
+        self.writer: VideoOutput | None = None
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(TrackedPersonArray, f"{NAMESPACE}/tracked_persons", self.on_persons, reliable)
         self.node.create_subscription(Skeleton2DArray, f"{NAMESPACE}/skeletons", self.on_skeletons, reliable)
         self.node.create_subscription(Image, f"{NAMESPACE}/annotated_image", self.on_annotated, reliable)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, 50)
+        self.node.create_subscription(Header, ACK_TOPIC, self.on_ack, reliable)
 
     def on_persons(self, message) -> None:
         self.observed.first_frame = self.observed.first_frame or time.monotonic()
@@ -98,18 +150,25 @@ class Watcher:
         self.observed.skeletons += len(message.skeletons)
         self.observed.last_skeleton = now
 
-    def on_annotated(self, message) -> None:
-        import cv2
+    def on_ack(self, _header) -> None:
+        self.observed.acks += 1
 
+    def on_annotated(self, message) -> None:
         from .image_conversion import image_to_numpy
+        from .video_writer import open_video_writer
 
         frame = image_to_numpy(message)
         if self.writer is None:
-            self.video_path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
-                                          (frame.shape[1], frame.shape[0]))
+            self.writer = open_video_writer(self.video_path, self.fps, (frame.shape[1], frame.shape[0]))
+            if self.writer.note:
+                tqdm.write(f"{PROG}: {self.writer.note}", file=sys.stderr)  # above a running progress bar
         self.writer.write(frame)
         self.observed.video_frames += 1
+
+    @property
+    def annotated_video(self) -> Path:
+        """The file written, whose suffix may differ from the requested one (video_writer)."""
+        return self.writer.path if self.writer else self.video_path
 
     def on_diagnostics(self, message) -> None:
         for entry in message.status:
@@ -190,56 +249,68 @@ def main(argv: list[str] | None = None) -> int:
                        "ack_topic": ACK_TOPIC, "reliable_image": True}
     if args.model:
         pose_parameters["model_path"] = str(args.model.resolve())
-    topics = RECORDED + ([IMAGE_TOPIC] if args.record_images else [])
+    from .parameters import load_schema
+
+    topics = [*load_schema("bag_recorder_node")["topics"].default, TRACKED_TOPIC,
+              *([f"{IMAGE_TOPIC}:sensor_msgs/msg/Image"] if args.record_images else [])]
     processes = {
         "recorder": start("recorder", command("exlow_pose_recorder", "exlow_pose_ros.nodes.bag_recorder_node")
                           + ros_args(None, {}, {"topics": topics, "output": str(args.out / "bag")})),
         "pose": start("pose", command("exlow_pose_pose", "exlow_pose_ros.nodes.pose_node")
-                      + ros_args(NAMESPACE, {"image": IMAGE_TOPIC}, pose_parameters)),
+                      + ros_args(NAMESPACE, {"image": IMAGE_TOPIC, "camera_info": f"{CAMERA}/camera_info"},
+                                 pose_parameters)),
         "tracker": start("tracker", command("exlow_pose_tracker", "exlow_pose_ros.nodes.tracker_node")
                          + ros_args(NAMESPACE, {"image": IMAGE_TOPIC},
                                     {"detector_model": str(args.detector.resolve()), "image_size": args.imgsz,
                                      "reliable_input": True})),
     }
     watcher = Watcher(args.out / "annotated.mp4", fps)
+    progress = Progress(expected_frames)
     started = time.monotonic()
     try:
         # The source waits for every image subscriber: tracker, pose node (annotated image), and the recorder
         # when it records images. The tracker subscribes only once its detector is loaded.
         processes["source"] = start("source", command("exlow_pose_video_source",
                                                       "exlow_pose_ros.nodes.video_source_node")
-                                    + ros_args(None, {"image_raw": IMAGE_TOPIC}, {
+                                    + ros_args(CAMERA, {}, {
                                         "video_path": str(args.video.resolve()), "reliable": True, "rate": "max",
                                         "exit_at_end": True, "wait_for_subscribers": 3 if args.record_images else 2,
                                         "wait_for_subscribers_timeout": 120.0, "pipeline_ack_topic": ACK_TOPIC,
                                         "ack_timeout": 30.0,
                                         "max_frames": args.max_frames}))
         print(f"exlow_pose_demo: {args.video.name} ({expected_frames} frames) through video source -> tracker -> "
-              f"pose -> recorder; logs in {args.out}", flush=True)
-        last_report = 0
+              f"pose -> recorder; logs in {args.out}. Starting the nodes (the tracker loads its detector first)",
+              flush=True)
+        observed = watcher.observed
+
+        def show() -> None:
+            progress.update(observed.acks, observed.persons, len(observed.tracks))
+
         while processes["source"].poll() is None:
             watcher.spin_until(lambda: False, 1.0)
             failed = [n for n, p in processes.items() if p.poll() not in (None, 0)]
             if failed:
+                progress.close()
                 print(f"exlow_pose_demo: {', '.join(failed)} stopped; see {args.out}/{failed[0]}.log", file=sys.stderr)
                 return 1
-            if watcher.observed.frames - last_report >= 50:
-                last_report = watcher.observed.frames
-                print(f"  {watcher.observed.frames}/{expected_frames} frames", flush=True)
+            show()
         # The last frames' skeletons and the recorder's last messages are on their way.
-        watcher.spin_until(lambda: watcher.observed.frames >= expected_frames, 30.0)
-        watcher.spin_until(lambda: False, 2.0)
+        # One skeleton array per frame: the last ones come when the pose node's flush_timeout (1 s) passes.
+        watcher.spin_until(lambda: observed.skeleton_arrays >= expected_frames, 30.0)
+        watcher.spin_until(lambda: False, 1.0)
+        show()
     finally:
+        progress.close()
         codes = stop(processes)
         watcher.close()
         for log in logs.values():
             log.close()
     elapsed = time.monotonic() - started
-    return report(args, watcher.observed, codes, elapsed, expected_frames)
+    return report(args, watcher.observed, codes, elapsed, expected_frames, watcher.annotated_video)
 
 
 def report(args: argparse.Namespace, observed: Observed, codes: dict[str, int], elapsed: float,
-           expected_frames: int) -> int:
+           expected_frames: int, annotated_video: Path) -> int:
     from rich.console import Console
     from rich.table import Table
 
@@ -254,7 +325,7 @@ def report(args: argparse.Namespace, observed: Observed, codes: dict[str, int], 
         "skeletons": observed.skeletons,
         "skeletons_per_second": observed.skeletons / skeleton_span if skeleton_span > 0 else 0.0,
         "frames_per_second": observed.frames / elapsed, "wall_seconds": elapsed, "stage_ms": stages,
-        "annotated_video": str(args.out / "annotated.mp4"), "annotated_frames": observed.video_frames,
+        "annotated_video": str(annotated_video), "annotated_frames": observed.video_frames,
         "bag": bag, "exit_codes": codes,
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -268,12 +339,13 @@ def report(args: argparse.Namespace, observed: Observed, codes: dict[str, int], 
         ("pipeline frames per second", f"{summary['frames_per_second']:.2f}"),
         *((f"  {key}", f"{ms:.2f}") for key, ms in sorted(stages.items())),
         ("bag", f"{args.out / 'bag'}: " + ", ".join(f"{t} {v['count']}" for t, v in bag["topics"].items())),
-        ("annotated video", f"{args.out / 'annotated.mp4'} ({observed.video_frames} frames)"),
+        ("annotated video", f"{annotated_video} ({observed.video_frames} frames)"),
         ("node exit codes", ", ".join(f"{n} {c}" for n, c in codes.items())),
     ):
         table.add_row(label, str(value))
     Console().print(table)
-    complete = observed.frames == expected_frames and all(code == 0 for code in codes.values())
+    complete = observed.frames == expected_frames == observed.skeleton_arrays and all(
+        code == 0 for code in codes.values())
     if not complete:
         print("exlow_pose_demo: the pipeline did not process every frame or a node failed; see the logs",
               file=sys.stderr)

@@ -1,4 +1,4 @@
-"""exlow_pose_video: the exlow_pose pipeline on a video file without ROS, to JSON and an annotated mp4.
+"""exlow_pose_video: the exlow_pose pipeline on a video file without ROS, to JSON, COCO results and a video.
 
 Same stages as the ROS nodes: PersonTracker (Ultralytics detector + ByteTrack/BoT-SORT) on each full
 frame -> crop convention (square_region + cut_crop, RGB 16x16) -> PoseEstimator (per-track 5-frame
@@ -18,6 +18,7 @@ top-left pixel, as in the crop convention; keypoints in COCO-17 order, exlow_pos
       "mode": "centre" | "latest",
       "fps": 10.0, "width": 768, "height": 576,                           # of the input video
       "start_frame": 0,
+      "annotated_video": {"path": "out.webm", "codec": "VP8", "fourcc": "VP80"} | null,   # what --out-video wrote
       "frames": [                                                         # every processed frame, in order
         {"index": 200,                                                    # frame number in the input video
          "time_s": 20.0,                                                  # index / fps
@@ -33,8 +34,23 @@ top-left pixel, as in the crop convention; keypoints in COCO-17 order, exlow_pos
 A tracked person without a skeleton would be left out of "persons" (only possible with more than 512 live
 tracks, PoseEstimator's bound); the summary then warns.
 
-The annotated video (--out-video, mp4v; only when asked for) has one frame per entry of "frames", same size and
-fps as the input.
+The annotated video (--out-video; only when asked for) has one frame per entry of "frames", same size and
+fps as the input. It is H.264 .mp4 where this OpenCV can write it, else VP8 .webm (browsers play both; the
+suffix changes and a log line says so), mp4v only as a last resort (exlow_pose_ros.video_writer).
+
+--out-coco writes the same skeletons in the COCO keypoint results format (what pycocotools' COCO.loadRes and
+COCOeval read), a JSON list with one entry per person per frame, in the order of "frames" and "persons":
+
+    [{"image_id": 200,                          # the frame's "index": its number in the input video, from 0
+      "category_id": 1,                         # COCO's person
+      "keypoints": [x1, y1, c1, ..., x17, y17, c17],   # the "keypoints" rows above, flattened
+      "score": 0.87,                            # the person's detector score
+      "track_id": 3}]                           # extra (PoseTrack style); COCO tools ignore it
+
+x, y are the JSON's coordinates unchanged (continuous, origin at the image's top-left corner, as COCO boxes
+and as the COCO-trained detector reads COCO keypoints; tools that take COCO keypoints as pixel indices, such
+as Detectron2, subtract 0.5). The third value is the per-joint confidence, not COCO's 0/1/2 visibility flag:
+COCOeval uses only the ground truth's visibility, so results may put a confidence there.
 """
 
 from __future__ import annotations
@@ -44,7 +60,6 @@ import json
 import os
 import sys
 import time
-from collections import defaultdict, deque
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -57,13 +72,22 @@ from .backends import BACKENDS, BackendError, create_backend
 from .crop import cut_crop, square_region
 from .drawing import draw_skeletons, draw_tracked_boxes
 from .person_tracker import TRACKERS, PersonTracker, TrackedBox, TrackerError
-from .pose_estimator import KEYPOINT_SOURCES, PersonObservation, PoseEstimator, SkeletonEstimate
+from .pose_estimator import (
+    KEYPOINT_SOURCES,
+    FrameSkeletons,
+    FrameStream,
+    PersonObservation,
+    PoseEstimator,
+    SkeletonEstimate,
+)
 from .provenance import file_sha256
 from .shipped_files import default_model, keypoint_calibration
+from .video_writer import VideoOutput, VideoWriterError, open_video_writer
 from .windows import OUTPUT_INDEX
 
 PROG = "exlow_pose_video"
 STAGES = ("read", "detector", "crop", "pose", "draw")
+COCO_PERSON = 1  # COCO's category_id of person
 
 
 class OfflineError(RuntimeError):
@@ -92,6 +116,14 @@ def _person_json(tracked: TrackedBox, skeleton: SkeletonEstimate) -> dict[str, A
                           for (x, y), c in zip(skeleton.keypoints, joint_scores, strict=True)]}
 
 
+def coco_results(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The JSON's frames as COCO keypoint results (module docstring): derived from them, so both always agree."""
+    return [{"image_id": frame["index"], "category_id": COCO_PERSON,
+             "keypoints": [value for row in person["keypoints"] for value in row], "score": person["score"],
+             "track_id": person["track_id"]}
+            for frame in frames for person in frame["persons"]]
+
+
 def default_detector() -> Path:
     assets = os.environ.get("EXLOW_POSE_ASSETS") or str(Path(__file__).resolve().parents[1] / "assets")
     return Path(assets) / "models" / "yolo11n-pose.pt"
@@ -101,14 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Run the exlow_pose pipeline (person tracker -> 16x16 crops -> PTEN pose) on a video "
         "file without ROS; write every tracked person's COCO-17 skeleton per frame as JSON (schema: "
-        "pydoc exlow_pose_ros.offline) and an annotated mp4.")
+        "pydoc exlow_pose_ros.offline), optionally as COCO keypoint results and an annotated video.")
     parser.add_argument("video", type=Path, help="input video file (anything OpenCV reads)")
     parser.add_argument("--model", type=Path, default=default_model(), help="pose model: exported .onnx (or "
                         "checkpoint for --backend torch; default: the shipped %(default)s)")
     parser.add_argument("--detector", type=Path, default=default_detector(),
                         help="Ultralytics person detector weights (default: %(default)s)")
     parser.add_argument("--out-json", type=Path, required=True, help="JSON output path")
-    parser.add_argument("--out-video", type=Path, help="annotated mp4 output path (default: JSON only)")
+    parser.add_argument("--out-video", type=Path, help="annotated video output path (default: none). H.264 .mp4 "
+                        "where this OpenCV can write it, else VP8 .webm: the suffix is changed and the log says so")
+    parser.add_argument("--out-coco", type=Path, help="also write the skeletons as COCO keypoint results (a JSON "
+                        "list for pycocotools' loadRes; default: none). image_id is the frame's index in the input "
+                        "video (from 0, whatever --start-frame), category_id 1 (person), score the person's "
+                        "detector score; each keypoint's third value is its confidence, not a visibility flag")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="pose inference backend (default: "
                         "%(default)s: TensorRT on a CUDA GPU with TensorRT, else ONNX Runtime)")
     parser.add_argument("--mode", choices=tuple(OUTPUT_INDEX), default="centre", help="centre: the pose of the "
@@ -167,25 +204,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise OfflineError(str(error)) from None
     poses = PoseEstimator(backend, args.mode, args.max_missing, keypoint_source=args.keypoints,
                           keypoint_calibration=keypoint_calibration(args.keypoint_calibration))
+    stream: FrameStream[tuple[np.ndarray, list[TrackedBox]]] = FrameStream(poses)  # stamps: frame indices
     capture, fps, width, height, count = _open_video(args.video, args.start_frame)
-    args.out_json.parent.mkdir(parents=True, exist_ok=True)
-    writer = None
+    for path in (args.out_json, args.out_coco):
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+    writer: VideoOutput | None = None
     if args.out_video:
-        args.out_video.parent.mkdir(parents=True, exist_ok=True)
-        writer = cv2.VideoWriter(str(args.out_video), cv2.VideoWriter.fourcc(*"mp4v"), fps or 30.0, (width, height))
-        if not writer.isOpened():
-            raise OfflineError(f"OpenCV cannot write {args.out_video} (mp4v)")
+        try:
+            writer = open_video_writer(args.out_video, fps or 30.0, (width, height))
+        except VideoWriterError as error:
+            raise OfflineError(str(error)) from None
+        if writer.note:  # now, not after the run: the user may be waiting for the requested file
+            print(f"{PROG}: {writer.note}", file=sys.stderr)
 
     seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # per stage, over the whole run
-    skeletons: dict[int, dict[int, SkeletonEstimate]] = defaultdict(dict)
-    waiting: deque[tuple[int, np.ndarray, list[TrackedBox]]] = deque()  # frames whose skeletons may still come
     frames: list[dict[str, Any]] = []
     counts = {"persons": 0, "skeletons": 0, "missing": 0}
     tracks: set[int] = set()
 
-    def emit(index: int, bgr: np.ndarray, tracked: list[TrackedBox]) -> None:
+    def emit(done: list[FrameSkeletons[tuple[np.ndarray, list[TrackedBox]]]]) -> None:
+        for frame in done:
+            emit_frame(frame.stamp, *frame.payload, {s.track_id: s for s in frame.skeletons})
+
+    def emit_frame(index: int, bgr: np.ndarray, tracked: list[TrackedBox], found: dict[int, SkeletonEstimate]
+                   ) -> None:
         start = time.perf_counter()
-        found = skeletons.pop(index, {})
         persons = [_person_json(t, found[t.track_id]) for t in tracked if t.track_id in found]
         counts["skeletons"] += len(persons)
         counts["missing"] += len(tracked) - len(persons)
@@ -194,10 +238,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             image = draw_skeletons(bgr, [found[t.track_id] for t in tracked if t.track_id in found])
             writer.write(draw_tracked_boxes(image, [t for t in tracked if t.track_id not in found]))
         seconds["draw"] += time.perf_counter() - start
-
-    def collect(estimates: list[SkeletonEstimate]) -> None:
-        for estimate in estimates:
-            skeletons[estimate.stamp][estimate.track_id] = estimate
 
     limits = [n for n in (count - args.start_frame if count > 0 else None, args.max_frames) if n is not None]
     total = max(min(limits), 0) if limits else None
@@ -217,24 +257,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 persons = observe(bgr, tracked, index)
                 seconds["crop"] += time.perf_counter() - start
                 start = time.perf_counter()
-                collect(poses.process(persons))
+                done = stream.push(index, persons, (bgr, tracked))
                 seconds["pose"] += time.perf_counter() - start
                 counts["persons"] += len(tracked)
                 tracks.update(t.track_id for t in tracked)
-                waiting.append((index, bgr, tracked))
-                # A frame is final once no live track still owes it a skeleton.
-                pending = poses.pending_stamps()
-                ready_below = min(pending) if pending else index + 1
-                while waiting and waiting[0][0] < ready_below:
-                    emit(*waiting.popleft())
+                emit(done)
                 index += 1
                 progress.update(1)
                 progress.set_postfix(tracks=poses.active_tracks, refresh=False)
             start = time.perf_counter()
-            collect(poses.flush())
+            done = stream.flush()
             seconds["pose"] += time.perf_counter() - start
-            while waiting:
-                emit(*waiting.popleft())
+            emit(done)
     finally:
         capture.release()
         if writer is not None:
@@ -250,10 +284,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "detector": {"path": str(args.detector), "imgsz": args.imgsz, "conf": args.conf, "iou": args.iou,
                      "tracker": args.tracker},
         "mode": args.mode, "fps": fps, "width": width, "height": height, "start_frame": args.start_frame,
+        "annotated_video": writer.describe() if writer else None,
         "frames": frames,
     }
     args.out_json.write_text(json.dumps(document, separators=(",", ":")))
-    return {"frames": len(frames), "persons": counts["persons"], "tracks": len(tracks),
+    if args.out_coco:
+        args.out_coco.write_text(json.dumps(coco_results(frames), separators=(",", ":")))
+    written = [args.out_json, *([writer.path] if writer else []), *([args.out_coco] if args.out_coco else [])]
+    return {"written": written,"frames": len(frames), "persons": counts["persons"], "tracks": len(tracks),
             "skeletons": counts["skeletons"], "missing": counts["missing"], "backend": backend.describe(),
             "ms": {stage: 1000.0 * seconds[stage] / len(frames) for stage in STAGES}}
 
@@ -272,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: warning: {summary['missing']} tracked persons got no skeleton", file=sys.stderr)
     print(f"{PROG}: mean ms per frame: " + ", ".join(f"{stage} {ms[stage]:.1f}" for stage in STAGES)
           + f"; total {sum(ms.values()):.1f}")
-    print(f"{PROG}: wrote {args.out_json}" + (f" and {args.out_video}" if args.out_video else ""))
+    print(f"{PROG}: wrote " + ", ".join(str(path) for path in summary["written"]))
     return 0
 
 

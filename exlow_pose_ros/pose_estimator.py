@@ -3,9 +3,10 @@ poses mapped back to image pixels through each frame's crop region."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -56,6 +57,7 @@ class PoseEstimator:
         self.output_index = OUTPUT_INDEX[mode]
         self.windows: TrackWindows[PersonObservation] = TrackWindows(mode, max_missing, max_tracks)
         self._sequence = 0
+        self.dropped_persons = 0  # persons over max_tracks in their frame, lowest scores first
 
     def reset(self) -> None:
         """Forget every track (a new stream): its frames must not share windows with the old stream's."""
@@ -77,14 +79,90 @@ class PoseEstimator:
         return [observation.stamp for observation in self.windows.pending()]
 
     def process(self, persons: list[PersonObservation]) -> list[SkeletonEstimate]:
-        """Feed one frame (all its persons, possibly none); frames must come in capture order."""
+        """Feed one frame (all its persons, possibly none); frames must come in capture order. Over max_tracks
+        persons in one frame, those with the lowest scores are dropped (counted in `dropped_persons`); tracks
+        of this frame are never evicted for it, the least recently seen others are (their runs finished)."""
         sequence = self._sequence
         self._sequence += 1
-        ready = [w for p in persons if (w := self.windows.update(p.track_id, p, sequence)) is not None]
+        kept = persons_within(persons, self.windows.max_tracks)
+        self.dropped_persons += len(persons) - len(kept)
+        ready = [w for p in kept if (w := self.windows.update(p.track_id, p, sequence)) is not None]
         ready += self.windows.close_gaps(sequence)
+        ready += self.windows.limit()
         self.windows.evict(sequence)
         return estimate_windows(self.backend, ready, self.output_index, self.keypoint_source,
                                 self.keypoint_calibration)
+
+
+def persons_within(persons: list[PersonObservation], limit: int) -> list[PersonObservation]:
+    """At most `limit` persons of one frame, in their order: the highest scores, ties to the lower track id."""
+    if len(persons) <= limit:
+        return persons
+    ranked = sorted(range(len(persons)), key=lambda i: (-persons[i].score, persons[i].track_id))
+    keep = set(ranked[:limit])
+    return [person for i, person in enumerate(persons) if i in keep]
+
+
+F = TypeVar("F")
+
+
+@dataclass
+class FrameSkeletons(Generic[F]):
+    """One input frame's output: every skeleton describing it (possibly none), in the order frames came."""
+
+    stamp: Any                       # the frame's stamp, as its observations carry it
+    payload: F                       # what the caller keeps with the frame (its size, its image ...)
+    skeletons: list[SkeletonEstimate] = field(default_factory=list)
+
+
+class FrameStream(Generic[F]):
+    """Per-frame output over a PoseEstimator, for the node and the offline CLI alike: `push` each input frame
+    and get back the frames now complete, oldest first, each exactly once with all its skeletons. A frame is
+    complete once no live track still owes it a skeleton: at most the mode's delay (two frames in centre
+    mode), or at once where every run touching it ended. `flush` completes the rest (end of a stream).
+
+    `key` maps a stamp (std_msgs/Header, a frame index ...) to a hashable value equal for equal frames."""
+
+    def __init__(self, estimator: PoseEstimator, key: Callable[[Any], Hashable] = lambda stamp: stamp) -> None:
+        self.estimator = estimator
+        self.key = key
+        self._waiting: deque[FrameSkeletons[F]] = deque()
+        self._by_key: dict[Hashable, FrameSkeletons[F]] = {}
+        self.orphans = 0  # skeletons of frames no longer waiting (never happens while frames come in order)
+
+    def __len__(self) -> int:
+        """Frames waiting for skeletons."""
+        return len(self._waiting)
+
+    def push(self, stamp: Any, persons: list[PersonObservation], payload: F = None) -> list[FrameSkeletons[F]]:
+        frame = FrameSkeletons(stamp, payload)
+        self._waiting.append(frame)
+        self._by_key[self.key(stamp)] = frame
+        self._collect(self.estimator.process(persons))
+        owed = {self.key(s) for s in self.estimator.pending_stamps()}
+        return self._release(lambda waiting: self.key(waiting.stamp) not in owed)
+
+    def flush(self) -> list[FrameSkeletons[F]]:
+        """Every waiting frame, completed by ending every run (a later frame starts new tracks)."""
+        self._collect(self.estimator.flush())
+        return self._release(lambda waiting: True)
+
+    def _collect(self, estimates: list[SkeletonEstimate]) -> None:
+        for estimate in estimates:
+            frame = self._by_key.get(self.key(estimate.stamp))
+            if frame is None:
+                self.orphans += 1
+            else:
+                frame.skeletons.append(estimate)
+
+    def _release(self, complete: Callable[[FrameSkeletons[F]], bool]) -> list[FrameSkeletons[F]]:
+        released = []
+        while self._waiting and complete(self._waiting[0]):
+            frame = self._waiting.popleft()
+            del self._by_key[self.key(frame.stamp)]
+            frame.skeletons.sort(key=lambda estimate: estimate.track_id)
+            released.append(frame)
+        return released
 
 
 KEYPOINT_SOURCES = ("detector", "model")

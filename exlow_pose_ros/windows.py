@@ -55,7 +55,8 @@ class TrackWindows(Generic[T]):
 
     Call `update(track_id, item, sequence)` once per input frame per tracked person, in frame order;
     it returns the window (5 items, oldest first) whose output describes a frame, or None while the
-    mode still needs frames. `evict(sequence)` drops tracks unseen for more than `max_missing` frames.
+    mode still needs frames. `limit()` keeps at most `max_tracks` histories and `evict(sequence)` drops
+    tracks unseen for more than `max_missing` frames.
     """
 
     def __init__(self, mode: OutputMode = "centre", max_missing: int = 15, max_tracks: int = 512) -> None:
@@ -76,9 +77,6 @@ class TrackWindows(Generic[T]):
         history.frames.append(item)
         history.seen += 1
         history.last_update = sequence
-        while len(self._tracks) > self.max_tracks:  # a bound on memory whatever the tracker does
-            self._tracks.popitem(last=False)
-            self.overflowed += 1
         newest = history.seen - 1
         target = newest - OUTPUT_DELAY[self.mode]
         if target < 0:
@@ -113,6 +111,18 @@ class TrackWindows(Generic[T]):
     def pending(self) -> list[T]:
         """The frames of live runs that still wait for a window (the mode's output delay)."""
         return [h.frames[-1 - i] for h in self._tracks.values() for i in range(min(OUTPUT_DELAY[self.mode], h.seen))]
+
+    def limit(self) -> list[list[T]]:
+        """Bound memory whatever the tracker sends: over max_tracks histories, the least recently seen are dropped,
+        their runs finished first (returned), so no frame they brought loses its skeleton. A caller that feeds at
+        most max_tracks persons per frame never loses a track of the current frame."""
+        windows = []
+        while len(self._tracks) > self.max_tracks:
+            oldest = next(iter(self._tracks))
+            windows += self.finish_run(oldest)
+            del self._tracks[oldest]
+            self.overflowed += 1
+        return windows
 
     def evict(self, sequence: int) -> list[int]:
         """Drop tracks whose last frame is more than max_missing frames before `sequence`."""

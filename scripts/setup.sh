@@ -76,6 +76,12 @@ if ! step_is_current package "$pkg_hash"; then
   log "installing exlow_pose_ros"
   rm -rf "$repo/build/lib" "$repo/build/bdist."*  # stale setuptools build output would be reinstalled
   "${pip[@]}" install -q --no-deps --no-build-isolation "$repo" 2> >(grep -v "^WARNING: Location 'file://" >&2)
+  # pip puts console scripts in .venv/bin; `ros2 run` and `ros2 launch` look in <prefix>/lib/<package>.
+  rm -rf "$venv/lib/exlow_pose_ros" && mkdir -p "$venv/lib/exlow_pose_ros"
+  for script in $("$venv/bin/python" -c "import importlib.metadata as m
+print(' '.join(e.name for e in m.distribution('exlow_pose_ros').entry_points if e.group == 'console_scripts'))"); do
+    ln -s "../../bin/$script" "$venv/lib/exlow_pose_ros/$script"
+  done
   mark_step_done package "$pkg_hash"
 fi
 

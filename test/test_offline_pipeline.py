@@ -228,9 +228,18 @@ def centre_run(untrained_model, video_frames, tmp_path_factory):
     out = tmp_path_factory.mktemp("centre")
     code = main([str(VIDEO), "--model", str(untrained_model), "--detector", str(DETECTOR), "--backend", "onnxruntime",
                  "--out-json", str(out / "poses.json"), "--out-video", str(out / "annotated.mp4"),
+                 "--out-coco", str(out / "coco.json"),
                  "--start-frame", str(START), "--max-frames", str(FRAMES), "--keypoints", "model"])
     assert code == 0
-    return json.loads((out / "poses.json").read_text()), out / "annotated.mp4"
+    document = json.loads((out / "poses.json").read_text())
+    # Where OpenCV cannot write H.264 the video is .webm instead; the JSON says which file was written.
+    return document, Path(document["annotated_video"]["path"])
+
+
+@pytest.fixture(scope="module")
+def coco_results(centre_run) -> list[dict]:
+    _, video = centre_run
+    return json.loads((video.parent / "coco.json").read_text())
 
 
 def test_cli_default_publishes_the_detectors_keypoints_smoothed_with_calibrated_confidence(
@@ -262,6 +271,9 @@ def test_cli_json_follows_the_schema(centre_run, untrained_model):
     assert document["detector"]["path"] == str(DETECTOR) and document["detector"]["imgsz"] == 1280
     assert (document["mode"], document["width"], document["height"], document["fps"]) == ("centre", 768, 576, 10.0)
     assert [f["index"] for f in document["frames"]] == list(range(START, START + FRAMES))
+    video = document["annotated_video"]
+    assert Path(video["path"]).stem == "annotated" and Path(video["path"]).suffix in (".mp4", ".webm")
+    assert video["codec"] in ("H.264", "VP8", "VP9", "MPEG-4 Part 2")
     for frame in document["frames"]:
         assert frame["time_s"] == pytest.approx(frame["index"] / 10.0)
         for person in frame["persons"]:
@@ -314,6 +326,35 @@ def test_cli_annotated_video_has_every_frame_drawn(centre_run, video_frames):
         for person in described["persons"]:
             x_min, y_min, x_max, y_max = (round(v) for v in person["box"])
             assert (difference[y_min:y_max, x_min:x_max] > 80).sum() > 10
+
+
+def test_cli_coco_results_are_the_json_skeletons_one_entry_per_person_frame(centre_run, coco_results):
+    document, _ = centre_run
+    persons = [(frame["index"], person) for frame in document["frames"] for person in frame["persons"]]
+    assert len(coco_results) == len(persons) >= 3 * FRAMES
+    for entry, (index, person) in zip(coco_results, persons, strict=True):
+        assert set(entry) == {"image_id", "category_id", "keypoints", "score", "track_id"}
+        assert (entry["image_id"], entry["category_id"], entry["track_id"]) == (index, 1, person["track_id"])
+        assert isinstance(entry["image_id"], int) and entry["score"] == person["score"]
+        # Flat x, y, confidence triples: the JSON's rows unchanged (same pixel convention, no 0.5 shift).
+        assert len(entry["keypoints"]) == 17 * 3
+        assert np.array(entry["keypoints"]).reshape(17, 3).tolist() == person["keypoints"]
+
+
+def test_cli_coco_results_load_in_pycocotools(centre_run, coco_results):
+    coco = pytest.importorskip("pycocotools.coco")
+    document, _ = centre_run
+    ground_truth = coco.COCO()
+    ground_truth.dataset = {
+        "images": [{"id": f["index"], "width": document["width"], "height": document["height"]}
+                   for f in document["frames"]],
+        "annotations": [], "categories": [{"id": 1, "name": "person", "keypoints": [], "skeleton": []}]}
+    ground_truth.createIndex()
+    results = ground_truth.loadRes(coco_results)
+    assert len(results.getAnnIds()) == len(coco_results)
+    assert sorted(results.getImgIds()) == [f["index"] for f in document["frames"]]
+    first = results.loadAnns(results.getAnnIds(imgIds=[START]))[0]
+    assert first["area"] > 0 and len(first["bbox"]) == 4  # loadRes derives them from the keypoints
 
 
 def test_cli_latest_mode_describes_every_frame_without_delay(untrained_model, reference_tracks, tmp_path):

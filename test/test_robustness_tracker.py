@@ -1,8 +1,9 @@
 """The tracker node under broken and extreme images, over DDS: a bad image is dropped with a report that names
 the offending value, every other image gets its TrackedPersonArray, and the node never stops.
 
-Two tracker processes serve the module: one on raw images (detector at 480 px, fast on small test images) and
-one on compressed images at 1280 px with max_persons 50, for a crowd of 58 people.
+Two tracker processes serve the module: one on raw images (detector at 480 px, fast on small test images, and
+max_image_pixels 1000000 so an oversized frame is cheap to send) and one on compressed images at 1280 px with
+max_persons 50, for a crowd of 58 people, and the default max_image_pixels.
 """
 
 from __future__ import annotations
@@ -17,12 +18,18 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from exlow_pose_msgs.msg import TrackedPersonArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.parameter import Parameter, parameter_value_to_python
+from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
+from exlow_pose_ros.crop import SquareRegion, cut_crop
 from exlow_pose_ros.image_conversion import image_to_numpy, numpy_to_image
+from exlow_pose_ros.parameters import load_schema
 
 from conftest import REPO, RosTestNode
+from image_samples import bayer_mosaic, jpeg_claiming, png_bomb
 from robustness_support import NodeProcess, header, raw_image, stamp_ns, wait_for_line
 
 ASSETS = Path(os.environ.get("EXLOW_POSE_ASSETS", REPO / "assets"))
@@ -30,6 +37,7 @@ VTEST, DETECTOR = ASSETS / "videos" / "vtest.avi", ASSETS / "models" / "yolo11n-
 pytestmark = pytest.mark.skipif(not (VTEST.is_file() and DETECTOR.is_file()), reason="assets missing: run setup.sh")
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 MAX_PERSONS = 50
+RAW_MAX_PIXELS = 1_000_000
 # Pedestrians of vtest.avi (frame, x_min, y_min, x_max, y_max), pasted into a crowd for the burst test.
 SPRITES = [(50, 669, 256, 714, 371), (50, 505, 216, 540, 306), (50, 551, 213, 588, 302), (50, 373, 179, 401, 258),
            (150, 587, 228, 624, 316), (150, 387, 195, 416, 279), (250, 598, 254, 642, 354),
@@ -43,6 +51,7 @@ class Tracker:
 
     def __init__(self, ros: RosTestNode, node: NodeProcess, namespace: str, name: str) -> None:
         self.ros, self.node, self.name = ros, node, name
+        self.parameter_client = AsyncParameterClient(ros.node, f"{namespace}/{name}")
         self.arrays: dict[int, list[TrackedPersonArray]] = defaultdict(list)
         self.diagnostics: dict[str, str] = {}
         ros.node.create_subscription(TrackedPersonArray, f"{namespace}/tracked_persons",
@@ -62,6 +71,20 @@ class Tracker:
         assert self.ros.spin_until(lambda: self.bad_input(kind) >= at_least, timeout, self.node.check), \
             f"{self.name}: diagnostics count {self.bad_input(kind)} of {kind!r}, expected {at_least}: " \
             f"{self.diagnostics}"
+
+    def _call(self, future):
+        assert self.ros.spin_until(future.done, 10, self.node.check), f"{self.name}: no parameter service answer"
+        return future.result()
+
+    def set_parameter(self, name: str, value) -> SetParametersResult:
+        """`ros2 param set` over the node's set_parameters service: the node's answer."""
+        ready = self.ros.spin_until(self.parameter_client.services_are_ready, 10, self.node.check)
+        assert ready, f"{self.name}: parameter services not found"
+        return self._call(self.parameter_client.set_parameters([Parameter(name, value=value)])).results[0]
+
+    def get_parameters(self, *names: str) -> dict:
+        values = self._call(self.parameter_client.get_parameters(list(names))).values
+        return {name: parameter_value_to_python(value) for name, value in zip(names, values, strict=True)}
 
 
 class Harness:
@@ -124,7 +147,8 @@ def trackers(tmp_path_factory):
     pid = os.getpid()
     cwd = tmp_path_factory.mktemp("tracker_cwd")
     raw_ns, compressed_ns = f"/robust_tracker_raw_{pid}", f"/robust_tracker_jpeg_{pid}"
-    raw_node = NodeProcess("tracker_node", {"detector_model": str(DETECTOR), "image_size": 480, "reliable_input": True},
+    raw_node = NodeProcess("tracker_node", {"detector_model": str(DETECTOR), "image_size": 480, "reliable_input": True,
+                                            "max_image_pixels": RAW_MAX_PIXELS},
                            cwd, raw_ns, node_name=f"robust_tracker_raw_{pid}")
     compressed_node = NodeProcess("tracker_node", {
         "detector_model": str(DETECTOR), "image_size": 1280, "reliable_input": True, "compressed_input": True,
@@ -160,8 +184,8 @@ def test_unsupported_and_lying_images_are_dropped_and_named(trackers):
     raw = trackers.raw
     mark = raw.node.mark()
     encoding_before, layout_before = raw.bad_input("image encoding"), raw.bad_input("image layout")
-    unsupported = [raw_image(8, 6, "yuv422", 16, bytes(16 * 6), trackers.stamp()),
-                   raw_image(8, 6, "bgra8", 32, bytes(32 * 6), trackers.stamp()),
+    unsupported = [raw_image(8, 6, "nv12", 8, bytes(8 * 9), trackers.stamp()),
+                   raw_image(8, 6, "bayer_rggb32", 32, bytes(32 * 6), trackers.stamp()),
                    numpy_to_image(np.zeros((6, 8), np.uint16), "16UC1", header(trackers.stamp())),
                    numpy_to_image(np.full((6, 8), np.nan, np.float32), "32FC1", header(trackers.stamp()))]
     lying = [raw_image(64, 48, "bgr8", 192, bytes(192 * 47), trackers.stamp()),    # one row short
@@ -169,7 +193,7 @@ def test_unsupported_and_lying_images_are_dropped_and_named(trackers):
     bad = send_between_good_frames(trackers, [*unsupported, *lying])
     assert not any(stamp in raw.arrays for stamp in bad)
     log = raw.node.since(mark)  # reports are rate-limited per kind: the first of each kind is logged
-    for value in ("'yuv422'", "64x48 'bgr8' image with step 192 needs 9216"):
+    for value in ("'nv12'", "64x48 'bgr8' image with step 192 needs 9216"):
         assert value in log, f"no report naming {value}:\n{log}"
     raw.wait_bad_input("image encoding", encoding_before + len(unsupported))
     raw.wait_bad_input("image layout", layout_before + len(lying))
@@ -293,3 +317,119 @@ def test_a_burst_of_more_persons_than_max_persons_keeps_the_best_and_says_so(tra
     line = wait_for_line(trackers.ros, compressed.node, r"\[WARN\].*max_persons=50", mark)
     tracked = int(line.split("]: ")[1].split()[0])
     assert tracked > MAX_PERSONS and scores[0] > 0, line
+
+
+def padded_image(pixels: np.ndarray, encoding: str, stamp: int, pad: int = 5, bigendian: bool = False) -> Image:
+    """An Image of `pixels` with `pad` bytes after every row (0xEE), 16-bit samples in the given byte order."""
+    wire = pixels.astype(pixels.dtype.newbyteorder(">" if bigendian else "<"))
+    rows = wire.reshape(pixels.shape[0], -1).view(np.uint8)
+    data = np.concatenate([rows, np.full((rows.shape[0], pad), 0xEE, np.uint8)], axis=1).tobytes()
+    image = raw_image(pixels.shape[1], pixels.shape[0], encoding, rows.shape[1] + pad, data, stamp)
+    image.is_bigendian = bigendian
+    return image
+
+
+def test_camera_encodings_are_tracked_and_crops_are_the_frames_pixels_in_rgb(trackers, vtest_frames):
+    raw = trackers.raw
+    frame = cv2.resize(vtest_frames[200][140:420, 300:768], (936, 560))
+    rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    images = {
+        "bgr8": padded_image(frame, "bgr8", trackers.stamp()),
+        "rgb8": padded_image(rgb, "rgb8", trackers.stamp(), pad=3),
+        "bgra8": padded_image(cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA), "bgra8", trackers.stamp()),
+        "rgba8": padded_image(cv2.cvtColor(frame, cv2.COLOR_BGR2RGBA), "rgba8", trackers.stamp(), pad=2),
+        "yuv422_yuy2": padded_image(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_YUY2), "yuv422_yuy2", trackers.stamp()),
+        "yuv422": padded_image(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_UYVY), "yuv422", trackers.stamp(), pad=1),
+        "bayer_rggb8": padded_image(bayer_mosaic(frame, "rggb"), "bayer_rggb8", trackers.stamp(), pad=7),
+        "bayer_gbrg16": padded_image(bayer_mosaic(frame.astype(np.uint16) * 257, "gbrg"), "bayer_gbrg16",
+                                     trackers.stamp(), pad=3, bigendian=True),
+        "mono16": padded_image(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257, "mono16",
+                               trackers.stamp(), pad=1, bigendian=True),
+    }
+    found = {}
+    for encoding, image in images.items():
+        array = raw.answer(send_raw(raw, image))
+        assert (array.image_width, array.image_height) == (936, 560), encoding
+        found[encoding] = len(array.persons)
+        if encoding in ("bgr8", "rgb8", "bgra8", "rgba8"):  # lossless: the crops are the frame's own pixels
+            for p in array.persons:
+                side = round(p.crop_region.x_max - p.crop_region.x_min)
+                region = SquareRegion(round(p.crop_region.x_min), round(p.crop_region.y_min), side)
+                assert np.array_equal(image_to_numpy(p.crop), cut_crop(rgb, region)), (encoding, p.track_id)
+    # Every conversion gives the detector a real picture: the people in it are found.
+    assert all(count > 0 for count in found.values()), found
+
+
+def test_raw_images_over_max_image_pixels_are_refused_from_their_header(trackers):
+    raw = trackers.raw
+    mark = raw.node.mark()
+    too_large, layout = raw.bad_input("image too large"), raw.bad_input("image layout")
+    over = numpy_to_image(np.zeros((1000, 1001), np.uint8), "mono8", header(trackers.stamp()))
+    claim = raw_image(6000, 6000, "bgr8", 18000, bytes(18000), trackers.stamp())  # one row of 6000 sent
+    bad = send_between_good_frames(trackers, [over, claim])
+    assert not any(stamp in raw.arrays for stamp in bad)
+    wait_for_line(trackers.ros, raw.node,
+                  rf"\[ERROR\].*'mono8' image of 1001x1000 = 1001000 pixels exceeds max_image_pixels={RAW_MAX_PIXELS}",
+                  mark)
+    raw.wait_bad_input("image too large", too_large + 2)
+    assert raw.bad_input("image layout") == layout  # the claim was refused for its size, before its layout
+    at_limit = raw.answer(send_raw(raw, numpy_to_image(np.full((1000, 1000), 90, np.uint8), "mono8",
+                                                       header(trackers.stamp()))))
+    assert (at_limit.image_width, at_limit.image_height) == (1000, 1000)
+
+
+def test_compressed_image_bombs_are_refused_before_decoding_and_the_node_goes_on(trackers):
+    compressed = trackers.compressed
+    limit = load_schema("tracker_node")["max_image_pixels"].default
+    assert limit < 6000 * 6000
+    mark = compressed.node.mark()
+    too_large = compressed.bad_input("image too large")
+    jpeg = cv2.imencode(".jpg", np.full((40, 60, 3), 200, np.uint8))[1].tobytes()
+    bombs = [(png_bomb(), "png"), (jpeg_claiming(6000, 6000), "jpeg")]
+    assert len(bombs[1][0]) < 1000
+    bad = []
+    for data, image_format in bombs:
+        bad.append(send_compressed(compressed, data, trackers.stamp(), image_format))
+        good = compressed.answer(send_compressed(compressed, jpeg, trackers.stamp(), "jpeg"))
+        assert (good.image_width, good.image_height) == (60, 40)
+    assert not any(stamp in compressed.arrays for stamp in bad)
+    line = wait_for_line(trackers.ros, compressed.node, r"\[ERROR\].*\('png', 69 bytes\) of 50000x50000 = "
+                         rf"2500000000 pixels exceeds max_image_pixels={limit}", mark)
+    assert "dropped" in line, line
+    compressed.wait_bad_input("image too large", too_large + len(bombs))
+    assert "Traceback" not in compressed.node.since(mark)
+
+
+def test_confidence_iou_and_max_persons_change_at_run_time(trackers, vtest_frames):
+    compressed = trackers.compressed
+    png = cv2.imencode(".png", crowd(vtest_frames))[1].tobytes()
+    before = compressed.answer(send_compressed(compressed, png, trackers.stamp())).persons
+    assert len(before) == MAX_PERSONS
+    scores = sorted((p.score for p in before), reverse=True)
+    confidence = round(scores[4] - 0.005, 3)  # about five persons score above it
+    mark = compressed.node.mark()
+    try:
+        for name, value in (("confidence", confidence), ("iou", 0.6)):
+            result = compressed.set_parameter(name, value)
+            assert result.successful, result.reason
+        assert compressed.get_parameters("confidence", "iou") == {"confidence": confidence, "iou": 0.6}
+        wait_for_line(trackers.ros, compressed.node, rf"now confidence={confidence}", mark)
+        strict = compressed.answer(send_compressed(compressed, png, trackers.stamp())).persons
+        assert 0 < len(strict) < 20 and all(p.score >= confidence for p in strict), [p.score for p in strict]
+
+        for name, value in (("confidence", 0.25), ("iou", 0.7), ("max_persons", 3)):
+            assert compressed.set_parameter(name, value).successful
+        few = compressed.answer(send_compressed(compressed, png, trackers.stamp())).persons
+        assert sorted((p.score for p in few), reverse=True) == pytest.approx(scores[:3], abs=1e-4)
+
+        # Refused: a read-only parameter, values out of range; the values in effect stay.
+        for name, value in (("image_size", 640), ("confidence", 1.5), ("max_persons", 0),
+                            ("max_image_pixels", 1000)):
+            result = compressed.set_parameter(name, value)
+            assert not result.successful, (name, value)
+        assert compressed.get_parameters("image_size", "confidence", "max_persons") == {
+            "image_size": 1280, "confidence": 0.25, "max_persons": 3}
+        assert len(compressed.answer(send_compressed(compressed, png, trackers.stamp())).persons) == 3
+    finally:
+        for name, value in (("confidence", 0.25), ("iou", 0.7), ("max_persons", MAX_PERSONS)):
+            compressed.set_parameter(name, value)

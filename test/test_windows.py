@@ -54,11 +54,16 @@ def test_tracks_are_independent_and_stale_ones_are_evicted():
     assert buffers.update(1, "a7", 7) == ["a7"] * 5
 
 
-def test_track_count_is_bounded():
-    buffers = TrackWindows("latest", max_tracks=10)
+def test_track_count_is_bounded_and_dropped_runs_are_finished_first():
+    buffers = TrackWindows("centre", max_tracks=10)
     for track in range(50):
-        buffers.update(track, track, 0)
-    assert len(buffers) == 10
+        buffers.update(track, (track, 0), 0)
+    finished = buffers.limit()
+    assert len(buffers) == 10 and buffers.overflowed == 40
+    # The 40 least recently seen tracks are dropped, each with the skeleton its one frame is owed.
+    assert sorted(window[2][0] for window in finished) == list(range(40))
+    assert all(window == [window[0]] * 5 for window in finished)
+    assert sorted(item[0] for item in buffers.pending()) == list(range(40, 50))
 
 
 def test_unknown_mode_is_refused():

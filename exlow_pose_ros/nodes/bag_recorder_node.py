@@ -71,7 +71,7 @@ class BagRecorderNode(Node):
         entries = [parse_topic_entry(entry) for entry in (p["topics"] or [])]
         if not entries:
             raise BagError("topics is empty: list the topics to record, e.g. -p topics:='[image_raw, skeletons]' "
-                           "or topic:package/msg/Type entries")
+                           "or topic:package/msg/Type entries (or leave it out: the default set)")
         wanted: dict[str, str | None] = {}
         for topic, msgtype in entries:
             wanted[self.resolve_topic_name(topic)] = msgtype

@@ -11,16 +11,16 @@ import os
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from exlow_pose_msgs.msg import TrackedPersonArray
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
 
 from ..conversions import InputError, StampOrder, check_box, stamp_key, tracked_person_message
-from ..crop import cut_crop, square_region
+from ..crop import SquareRegion, cut_crop, square_region
 from ..image_conversion import ImageConversionError, decode_compressed, image_to_numpy, to_bgr8
 from ..parameters import declare
 from ..person_tracker import PersonTracker
@@ -36,10 +36,16 @@ def default_detector() -> Path:
     return assets / "models" / "yolo11n-pose.pt"
 
 
+def rgb_crop(bgr: np.ndarray, region: SquareRegion) -> np.ndarray:
+    """The rgb8 crop of a person. Cut from the BGR frame and only the 16x16 crop flipped, not the whole frame:
+    area resizing works per channel, so this is bit-identical to cutting from an RGB copy of the frame."""
+    return np.ascontiguousarray(cut_crop(bgr, region)[..., ::-1])
+
+
 class TrackerNode(Node):
     def __init__(self) -> None:
         super().__init__("exlow_pose_tracker")
-        p = declare(self, NODE)
+        p = self.parameters = declare(self, NODE, on_change=self.on_parameters)
         self.tracker = PersonTracker(p["detector_model"] or default_detector(), p["image_size"], p["confidence"],
                                      p["iou"], p["tracker"], p["device"], p["max_persons"],
                                      p["report_new_tracks"])
@@ -60,9 +66,19 @@ class TrackerNode(Node):
         self.get_logger().info(f"tracking persons with {Path(p['detector_model'] or default_detector()).name} at "
                                f"imgsz {p['image_size']} ({p['tracker']})")
 
+    def on_parameters(self, names: list[str]) -> None:
+        """Apply a `ros2 param set` of a dynamic parameter: PersonTracker reads these at every frame, so the
+        next frame runs with the new values (callbacks share one thread: no frame is half-way through)."""
+        p = self.parameters
+        self.tracker.confidence, self.tracker.iou = p["confidence"], p["iou"]
+        self.tracker.max_persons = p["max_persons"]
+        self.get_logger().info("now " + ", ".join(f"{name}={p[name]}" for name in names))
+
     def on_image(self, message: Image) -> None:
         try:
-            bgr = to_bgr8(image_to_numpy(message), message.encoding)
+            # The pixel limit is checked on the header fields before image_to_numpy copies anything.
+            pixels = image_to_numpy(message, self.parameters["max_image_pixels"])
+            bgr = to_bgr8(pixels, message.encoding)
         except ImageConversionError as error:
             self.faults.report(error.kind, f"image stamped {stamp_key(message.header)} dropped: {error}")
             return
@@ -70,13 +86,13 @@ class TrackerNode(Node):
 
     def on_compressed(self, message: CompressedImage) -> None:
         try:
-            bgr = decode_compressed(message.data, message.format)
+            bgr = decode_compressed(message.data, message.format, self.parameters["max_image_pixels"])
         except ImageConversionError as error:
             self.faults.report(error.kind, f"image stamped {stamp_key(message.header)} dropped: {error}")
             return
         self.process(message.header, bgr)
 
-    def process(self, header, bgr: np.ndarray) -> None:
+    def process(self, header: Header, bgr: np.ndarray) -> None:
         height, width = bgr.shape[:2]
         stamp = stamp_key(header)
         order = self.order.check(stamp)
@@ -98,7 +114,6 @@ class TrackerNode(Node):
         if self.tracker.found > len(tracked_boxes):
             self.faults.report("too many persons", f"{self.tracker.found} persons tracked in the image stamped "
                                f"{stamp}; max_persons={self.tracker.max_persons} keeps the highest scores", "warning")
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         persons = []
         for tracked in tracked_boxes:
             try:
@@ -107,7 +122,7 @@ class TrackerNode(Node):
             except InputError as error:
                 self.faults.report(error.kind, f"track skipped: {error}")
                 continue
-            persons.append(tracked_person_message(tracked, region, cut_crop(rgb, region), header))
+            persons.append(tracked_person_message(tracked, region, rgb_crop(bgr, region), header))
         self.publisher.publish(TrackedPersonArray(header=header, image_width=width, image_height=height,
                                                   persons=persons))
         self.persons_published += len(persons)

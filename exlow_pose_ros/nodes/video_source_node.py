@@ -1,4 +1,5 @@
-"""exlow_pose_video_source: publishes the frames of a video file as sensor_msgs/Image on `image_raw`.
+"""exlow_pose_video_source: publishes the frames of a video file as sensor_msgs/Image on `image_raw`, with
+`image_raw/compressed` (JPEG) and `camera_info` (a nominal pinhole: a video file carries no calibration).
 
 Pacing is one frame per timer tick (rcl timers do not drift); with `pipeline_ack_topic` a frame is only
 published while fewer than `max_unacked_frames` frames wait for the pipeline's ack. Reading and stamping
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import time
 
+import cv2
 import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from ..image_conversion import numpy_to_image
@@ -39,6 +41,17 @@ def ns_to_stamp(ns: int) -> Time:
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
+def nominal_camera_info(header: Header, width: int, height: int, focal_length: float) -> CameraInfo:
+    """A distortion-free pinhole with the principal point at the image centre and fx = fy = focal_length px (0:
+    the image width, about 53 degrees across). Not a calibration: it lets RViz's Camera display and the pose
+    node's markers agree on where each pixel's ray goes."""
+    f = focal_length or float(width)
+    cx, cy = width / 2.0, height / 2.0
+    return CameraInfo(header=header, width=width, height=height, distortion_model="plumb_bob", d=[0.0] * 5,
+                      k=[f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0], r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                      p=[f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+
+
 class VideoSourceNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
@@ -50,6 +63,9 @@ class VideoSourceNode(Node):
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["qos_depth"], reliability=reliability,
                          durability=DurabilityPolicy.VOLATILE)
         self._publisher = self.create_publisher(Image, "image_raw", qos)
+        self._compressed = self.create_publisher(CompressedImage, "image_raw/compressed", qos) \
+            if p["publish_compressed"] else None
+        self._camera_info = self.create_publisher(CameraInfo, "camera_info", qos)
 
         self._acks: AckWindow | None = None
         if p["pipeline_ack_topic"]:
@@ -191,6 +207,12 @@ class VideoSourceNode(Node):
         header = Header(stamp=ns_to_stamp(stamp_ns), frame_id=self.p["frame_id"])
         message = numpy_to_image(to_encoding(frame.image, self.p["encoding"]), self.p["encoding"], header)
         self._publisher.publish(message)
+        if self._compressed is not None:
+            ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, self.p["jpeg_quality"]])
+            if ok:
+                self._compressed.publish(CompressedImage(header=header, format="jpeg", data=jpeg.tobytes()))
+        self._camera_info.publish(nominal_camera_info(header, self.info.width, self.info.height,
+                                                      self.p["focal_length"]))
         now = time.monotonic()
         if self._acks is not None:
             self._acks.sent(stamp_ns, now)

@@ -14,8 +14,12 @@ detector's own keypoints.
    H: recall, OKS accuracy (misses count 0), and on person-frames both found: mean OKS, joint error (per
    person height) and the share where we win.
 3. Confidence: reliability of the per-joint confidence (event: per-keypoint OKS >= 0.5) on unseen scenes, ECE.
+4. An independent reference: part 2's scoring of YOLO11n-pose alone, the product default and the constant pose
+   (every row in report.json) against BlazePose (exlow-pose-data blazepose: mediapipe on the full-resolution
+   person boxes) instead of the teacher, on the person-frames where BlazePose found the person, beside the same
+   rows against the teacher; and how far the two references agree (the teacher's OKS against BlazePose).
 
-Labels are the teacher (YOLO11n-pose on the full-resolution frame), scaled down; that flatters YOLO.
+Labels are the teacher (YOLO11n-pose on the full-resolution frame), scaled down; that flatters YOLO, hence 4.
 Writes report.json, report.md (the README's tables), and PNGs: accuracy by height, reliability, and a sheet of
 annotated tiny people from every unseen scene.
 """
@@ -40,6 +44,7 @@ from exlow_pose_ros.model_contract import crops_to_input
 from exlow_pose_ros.pose_estimator import smooth_detector_keypoints
 from exlow_pose_ros.windows import HALF_WINDOW, sequence_windows
 
+from . import blazepose_reference as bp
 from .dataset_format import WINDOW_LENGTH, ExLowDataset, SplitData, person_area
 from .evaluate import window_rows
 
@@ -221,6 +226,15 @@ def tiny_table(methods: list[Method], constant: np.ndarray, dataset: ExLowDatase
     for method in methods:
         pose, confidence = estimate_runs(method, split, runs)
         outputs[method.name] = (pose, confidence, tracked)
+    return score_tiny(outputs, split, scene_rows), outputs
+
+
+def score_tiny(outputs: dict, split: SplitData, scene_rows: np.ndarray) -> dict:
+    """method -> 'scene|H' -> metrics of each output against the labels of `split`: the teacher's, or another
+    reference's on the same rows (blazepose_reference.tiny_reference_split); rows without a labelled joint
+    do not count. "Both found" compares with YOLO11n-pose alone (outputs[YOLO])."""
+    labelled = split.arrays["mask"].any(axis=1)
+    yolo_pose, _, found = outputs[YOLO]
     yolo_oks = person_oks(yolo_pose, split)
     groups = {f"{scene}|{height:g}": (scene_rows == scene) & (split.arrays["height"] == height) & labelled
               for scene in dict.fromkeys(scene_rows.tolist()) for height in np.unique(split.arrays["height"])}
@@ -250,7 +264,7 @@ def tiny_table(methods: list[Method], constant: np.ndarray, dataset: ExLowDatase
             rows[f"mean over scenes|{height:g}"] = {m: float(np.nanmean([rows[k][m] for k in keys]))
                                                     for m in rows[keys[0]] if m not in ("persons", "both_found")}
         table[name] = rows
-    return table, outputs
+    return table
 
 
 # --- 3. confidence ----------------------------------------------------------------------------------------------
@@ -288,6 +302,92 @@ def confidence_table(outputs: dict, split: SplitData) -> dict[str, dict]:
     return results
 
 
+# --- 4. an independent reference -------------------------------------------------------------------------------
+
+REFERENCE_ROWS = (YOLO, SMOOTHED, f"{CONSTANT} (on tracked persons)")  # the rows the markdown shows
+
+
+def blazepose_section(teacher: ExLowDataset, tiny_data: ExLowDataset, tiny_split: SplitData, outputs: dict,
+                      path: Path, person_visibility: float) -> dict:
+    """Part 2's scoring of every output against BlazePose's labels (scaled down as the teacher's are), and
+    against the teacher on the same person-frames (so a change is the reference's, not the subset's)."""
+    teacher_split = teacher.split("test")
+    reference = bp.load_reference(path, teacher_split, person_visibility)
+    match, scale = bp.match_tiny_rows(tiny_split, tiny_data.manifest["sources"], teacher_split,
+                                      teacher.manifest["sources"])
+    # The mapping must turn the teacher's own full-resolution keypoints into the tiny dataset's labels.
+    through = bp.tiny_reference_split(tiny_split, match, scale, bp.teacher_pixels(teacher_split),
+                                      teacher_split.arrays["mask"])
+    labelled = tiny_split.arrays["mask"] & (match >= 0)[:, None]
+    mapping_error = float(np.abs(through.arrays["keypoints"] - tiny_split.arrays["keypoints"])[labelled].max()) \
+        if labelled.any() else float("nan")
+    if mapping_error > 1e-3:  # crop units: float32 round-off is ~1e-7
+        raise RuntimeError(f"the teacher's labels do not map onto the tiny dataset's (error {mapping_error:.3g}): "
+                           "were teacher/ and tiny/ built by one exlow-pose-data scenes run?")
+    blazepose = bp.tiny_reference_split(tiny_split, match, scale, reference.keypoints, reference.mask)
+    same_rows = SplitData({**tiny_split.arrays, "mask": tiny_split.arrays["mask"]
+                           & blazepose.arrays["mask"].any(axis=1)[:, None]})
+    scene_rows = scene_of_rows(tiny_data, tiny_split)
+    return {
+        "reference": {**reference.meta, "file": str(path)},
+        "tiny_rows_matched": int((match >= 0).sum()), "tiny_rows": len(match),
+        "tiny_rows_scored": int(blazepose.arrays["mask"].any(axis=1).sum()),
+        "mapping_max_error_crop_units": mapping_error,
+        "tiny": score_tiny(outputs, blazepose, scene_rows),
+        "tiny_teacher_same_rows": score_tiny(outputs, same_rows, scene_rows),
+        "agreement": bp.agreement(reference, teacher_split, scene_of_rows(teacher, teacher_split)),
+    }
+
+
+def blazepose_markdown(section: dict | None, hint: str, product: str) -> list[str]:
+    if section is None:
+        return ["", "**Against an independent reference (BlazePose)**: no BlazePose labels for these scenes; make "
+                f"them with `{hint}` and rerun the report."]
+    meta = section["reference"]
+    tiny, teacher = section["tiny"], section["tiny_teacher_same_rows"]
+    names = [n for n in (*REFERENCE_ROWS, product) if n in tiny]
+    names = list(dict.fromkeys(names))
+    keys = [k for k in tiny[YOLO] if k.startswith("mean over scenes")]
+    heights = [k.split("|")[1] for k in keys]
+    lines = ["", f"**Against an independent reference: BlazePose (mediapipe {meta['mediapipe']}, pose_landmark_full) "
+             "on the full-resolution person boxes.** BlazePose found "
+             f"{meta['found']} of {meta['labelled']} person-frames ({meta['sampling']}; found = mean COCO-17 "
+             f"visibility >= {meta['person_visibility']}, joints >= {meta['joint_visibility']}, centred in the "
+             f"teacher's box); {section['tiny_rows_scored']} of {section['tiny_rows']} tiny person-frames scored. "
+             "OKS accuracy % against BlazePose / against the teacher on the same person-frames, mean over unseen "
+             "scenes:", "",
+             "| method | " + " | ".join(f"H = {h} px" for h in heights) + " |", "|---|" + "---|" * len(keys)]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{tiny[name][k]['oks_accuracy']:.1f} / "
+                                                  f"{teacher[name][k]['oks_accuracy']:.1f}" for k in keys) + " |")
+    if product in tiny and product != YOLO:
+        lines += ["", f"**{product} against YOLO11n-pose alone on person-frames both found, BlazePose reference "
+                  "(teacher on the same person-frames in brackets): mean OKS ours / YOLO, share we win**", "",
+                  "| H | mean OKS | we win |", "|---|---|---|"]
+        for key, height in zip(keys, heights, strict=True):
+            row, control = tiny[product][key], teacher[product][key]
+            lines.append(f"| {height} px | {row['mean_oks_both']:.3f} / {row['yolo_mean_oks_both']:.3f} "
+                         f"({control['mean_oks_both']:.3f} / {control['yolo_mean_oks_both']:.3f}) | "
+                         f"{row['win_share_both']:.0f} % ({control['win_share_both']:.0f} %) |")
+        scenes = sorted({k.split("|")[0] for k in tiny[product] if not k.startswith("mean")})
+        lines += ["", f"**Per unseen scene, BlazePose reference: OKS accuracy % of {product} / YOLO11n-pose alone**",
+                  "", "| scene | " + " | ".join(f"H = {h}" for h in heights) + " |", "|---|" + "---|" * len(heights)]
+        for scene in scenes:
+            cells = [f"{tiny[product][f'{scene}|{h}']['oks_accuracy']:.1f} / "
+                     f"{tiny[YOLO][f'{scene}|{h}']['oks_accuracy']:.1f}" if f"{scene}|{h}" in tiny[product] else "-"
+                     for h in heights]
+            lines.append(f"| {scene} | " + " | ".join(cells) + " |")
+    agree = section["agreement"]
+    lines += ["", "**How far the references differ: the teacher's keypoints against BlazePose at full resolution "
+              "(joints both label)**", "", "| scene | person-frames | BlazePose found % | mean OKS | OKS accuracy % |",
+              "|---|---|---|---|---|"]
+    for scene, row in agree.items():
+        persons = row.get("persons", "")
+        lines.append(f"| {scene} | {persons} | {row['found_share']:.1f} | {row['mean_oks']:.3f} | "
+                     f"{row['oks_accuracy']:.1f} |")
+    return lines
+
+
 # --- output -----------------------------------------------------------------------------------------------------
 
 def print_pure_crop(console: Console, results: dict, title: str) -> None:
@@ -316,7 +416,8 @@ def print_tiny(console: Console, table: dict, title: str) -> None:
     console.print(out)
 
 
-def markdown(pure: dict, tiny: dict, confidence: dict, checks: list[str], product: str) -> str:
+def markdown(pure: dict, tiny: dict, confidence: dict, checks: list[str], product: str,
+             reference: list[str] | None = None) -> str:
     lines = []
     scenes = list(next(iter(pure.values())))
     lines += ["**Pure crops (the paper's setting), unseen scenes: IFE (lower is better) / OKS mAP %**", "",
@@ -356,6 +457,7 @@ def markdown(pure: dict, tiny: dict, confidence: dict, checks: list[str], produc
                   "| source | joints | ECE |", "|---|---|---|"]
         for name, row in confidence.items():
             lines.append(f"| {name} | {row['joints']} | {row['ece']:.3f} |")
+    lines += reference or []
     lines += ["", "**Targets**", ""] + [f"- {c}" for c in checks]
     return "\n".join(lines) + "\n"
 
@@ -492,6 +594,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="training-scene datasets: the constant mean pose comes from their training split")
     parser.add_argument("--keypoint-calibration", default=str(DEFAULT_CALIBRATION),
                         help="the detector keypoint calibration of the product row ('none': raw confidences)")
+    parser.add_argument("--blazepose", default="",
+                        help="BlazePose reference labels (default: exlow-pose-data blazepose's cache for --scenes; "
+                             "'none': skip part 4)")
+    parser.add_argument("--blazepose-visibility", type=float, default=0.5,
+                        help="mean COCO-17 visibility at which BlazePose counts as having found the person")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "results" / "report")
     args = parser.parse_args(argv)
@@ -511,6 +618,13 @@ def main(argv: list[str] | None = None) -> int:
     tiny, outputs = tiny_table(with_crop_only, constant, tiny_data, tiny_split, calibration)
     confidence = confidence_table(outputs, tiny_split)
     checks = check_targets(pure, tiny, confidence, crop_model, product)
+    hint = bp.SETUP_HINT.format(scenes=args.scenes)
+    reference_path = None if args.blazepose == "none" else \
+        Path(args.blazepose) if args.blazepose else bp.find_cached(args.scenes / "teacher")
+    if reference_path is not None and not reference_path.is_file():
+        raise SystemExit(f"--blazepose {reference_path} not found: make it with `{hint}`")
+    blazepose = None if reference_path is None else \
+        blazepose_section(teacher, tiny_data, tiny_split, outputs, reference_path, args.blazepose_visibility)
 
     console = Console(width=200)
     print_pure_crop(console, pure, "Pure 16x16 crops of unseen scenes")
@@ -519,6 +633,13 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"confidence ECE {name}: {row['ece']:.3f} over {row['joints']} joints")
     for line in checks:
         console.print("  " + line)
+    if blazepose is None:
+        console.print(f"no BlazePose reference labels (part 4): make them with `{hint}`")
+    else:
+        print_tiny(console, {n: r for n, r in blazepose["tiny"].items() if n in (*REFERENCE_ROWS, product)},
+                   "Tiny people end to end against BlazePose, mean over unseen scenes")
+        console.print("teacher against BlazePose, mean OKS: " + ", ".join(
+            f"{scene} {row['mean_oks']:.3f}" for scene, row in blazepose["agreement"].items()))
     args.out.mkdir(parents=True, exist_ok=True)
     scenes = teacher.manifest["sources"]
     (args.out / "report.json").write_text(json.dumps({
@@ -526,8 +647,10 @@ def main(argv: list[str] | None = None) -> int:
                           for s in scenes],
         "models": {m.split("=", 1)[0]: m.split("=", 1)[1] for m in args.model}, "product": product,
         "pure_crop": pure, "tiny": tiny, "confidence": confidence, "checks": checks, "targets": TARGETS,
+        "blazepose": blazepose if blazepose is not None else {"missing": hint},
     }, indent=2, default=float))
-    (args.out / "report.md").write_text(markdown(pure, tiny, confidence, checks, product))
+    (args.out / "report.md").write_text(markdown(pure, tiny, confidence, checks, product,
+                                                 blazepose_markdown(blazepose, hint, product)))
     plot_heights(tiny, args.out / "accuracy_by_height.png")
     if confidence:
         plot_reliability(confidence, args.out / "reliability.png")
