@@ -10,7 +10,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
-    package_data={PACKAGE: ["parameter_schemas/*.yaml"]},
+    package_data={f"{PACKAGE}.nodes": ["parameter_schemas/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -26,14 +26,15 @@ setup(
     license="AGPL-3.0-or-later",
     entry_points={
         "console_scripts": [
-            "exlow_pose_demo = exlow_pose_ros.demo:main",
+            "exlow_pose_demo = exlow_pose_ros.tools.demo:main",
             "exlow_pose_tracker = exlow_pose_ros.nodes.tracker_node:main",
             "exlow_pose_pose = exlow_pose_ros.nodes.pose_node:main",
-            "exlow_pose_video_source = exlow_pose_ros.nodes.video_source_node:main",
-            "exlow_pose_recorder = exlow_pose_ros.nodes.bag_recorder_node:main",
-            "exlow_pose_video = exlow_pose_ros.offline:main",
-            "exlow_pose_evaluate_bag = exlow_pose_ros.bag_evaluation:main",
-            "exlow_pose_soak = exlow_pose_ros.soak:main",
+            "exlow_pose_video_source = exlow_pose_ros.tools.video_source_node:main",
+            "exlow_pose_recorder = exlow_pose_ros.tools.bag_recorder_node:main",
+            "exlow_pose_video = exlow_pose_ros.tools.offline:main",
+            "exlow_pose_evaluate_bag = exlow_pose_ros.tools.bag_evaluation:main",
+            "exlow_pose_soak = exlow_pose_ros.tools.soak:main",
+            "exlow_pose_benchmark = exlow_pose_ros.tools.pipeline_benchmark:main",
         ],
     },
 )

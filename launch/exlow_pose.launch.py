@@ -4,7 +4,7 @@
     ros2 launch exlow_pose_ros exlow_pose.launch.py params_file:=my_pipeline.yaml use_sim_time:=true rviz:=true
 
 `ros2 launch exlow_pose_ros exlow_pose.launch.py --show-args` lists the arguments. What each node gets from
-them (parameters, remappings, log level, the RViz config) is decided in exlow_pose_ros/launch_settings.py;
+them (parameters, remappings, log level, the RViz config) is decided in exlow_pose_ros/nodes/launch_settings.py;
 every parameter's default and description is in config/<node>.yaml, and `ros2 run exlow_pose_ros <node>
 --help` lists them.
 """
@@ -19,7 +19,7 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from exlow_pose_ros.launch_settings import (
+from exlow_pose_ros.nodes.launch_settings import (
     LAUNCH_ARGUMENTS,
     node_parameters,
     remappings,

@@ -17,8 +17,8 @@ from exlow_pose_msgs.msg import PixelBox, TrackedPerson, TrackedPersonArray
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from exlow_pose_ros.crop import cut_crop, square_region
-from exlow_pose_ros.image_conversion import numpy_to_image
+from exlow_pose_ros.core.crop import cut_crop, square_region
+from exlow_pose_ros.nodes.image_conversion import numpy_to_image
 
 # Every node log line and Python's output arrive at once, in order (no buffering in between).
 NODE_ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
@@ -33,9 +33,18 @@ def ros_value(value) -> str:
     return str(value)
 
 
+# The video source and the recorder are tools (exlow_pose_ros/tools); the tracker and pose nodes are nodes.
+TOOL_NODES = ("video_source_node", "bag_recorder_node")
+
+
+def node_module(module: str) -> str:
+    """The importable module of a node process: exlow_pose_ros.nodes.<module> or exlow_pose_ros.tools.<module>."""
+    return f"exlow_pose_ros.{'tools' if module in TOOL_NODES else 'nodes'}.{module}"
+
+
 def node_command(module: str, params: dict, namespace: str | None = None, node_name: str | None = None) -> list[str]:
     """The command line that runs exlow_pose_ros.nodes.<module> with these parameters and remappings."""
-    command = [sys.executable, "-m", f"exlow_pose_ros.nodes.{module}", "--ros-args"]
+    command = [sys.executable, "-m", node_module(module), "--ros-args"]
     if namespace:
         command += ["-r", f"__ns:={namespace}"]
     if node_name:
@@ -102,6 +111,57 @@ class NodeProcess:
             exited = False
         self._reader.join(5)
         return exited
+
+
+class WatchedNode:
+    """A node process under test as the tests see it over DDS: its /diagnostics (hardware_id = its node name),
+    the faults it counts there, and its parameter services. Each DDS test module's harness builds on it."""
+
+    def __init__(self, ros, node: NodeProcess, name: str, namespace: str) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.parameter_client import AsyncParameterClient
+
+        self.ros, self.node, self.name = ros, node, name
+        self.diagnostics: dict[str, str] = {}
+        self.parameter_client = AsyncParameterClient(ros.node, f"{namespace}/{name}")
+        ros.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+
+    def _on_diagnostics(self, message) -> None:
+        for status in message.status:
+            if status.hardware_id == self.name:
+                self.diagnostics = {v.key: v.value for v in status.values}
+
+    def faults(self, kind: str) -> int:
+        """How many inputs of this kind of fault the node has counted (diagnostics "bad input: <kind>")."""
+        return int(self.diagnostics.get(f"bad input: {kind}", 0))
+
+    def wait_faults(self, kind: str, at_least: int, timeout: float = 5) -> None:
+        assert self.ros.spin_until(lambda: self.faults(kind) >= at_least, timeout, self.node.check), \
+            f"{self.name}: diagnostics count {self.faults(kind)} faults of kind {kind!r}, expected {at_least}: " \
+            f"{self.diagnostics}"
+
+    def wait_diagnostics(self, values: dict[str, str], timeout: float = 10) -> None:
+        """Until the node's diagnostics show these values."""
+        assert self.ros.spin_until(lambda: all(self.diagnostics.get(k) == v for k, v in values.items()), timeout,
+                                   self.node.check), f"{self.name}: diagnostics {self.diagnostics}, expected {values}"
+
+    def _call(self, future):
+        assert self.ros.spin_until(future.done, 10, self.node.check), f"{self.name}: no parameter service answer"
+        return future.result()
+
+    def set_parameter(self, name: str, value):
+        """`ros2 param set` over the node's set_parameters service: the node's SetParametersResult."""
+        from rclpy.parameter import Parameter
+
+        ready = self.ros.spin_until(self.parameter_client.services_are_ready, 10, self.node.check)
+        assert ready, f"{self.name}: parameter services not found"
+        return self._call(self.parameter_client.set_parameters([Parameter(name, value=value)])).results[0]
+
+    def get_parameters(self, *names: str) -> dict:
+        from rclpy.parameter import parameter_value_to_python
+
+        values = self._call(self.parameter_client.get_parameters(list(names))).values
+        return {name: parameter_value_to_python(value) for name, value in zip(names, values, strict=True)}
 
 
 def wait_for_line(ros, node: NodeProcess, pattern: str, mark: int, timeout: float = 10) -> str:

@@ -14,8 +14,8 @@ from exlow_pose_msgs.msg import Keypoint2D, PixelBox, Skeleton2D, Skeleton2DArra
 from rclpy.serialization import serialize_message
 from std_msgs.msg import Header
 
-from exlow_pose_ros.bag_io import BagWriter
-from exlow_pose_ros.crop import square_region
+from exlow_pose_ros.core.crop import square_region
+from exlow_pose_ros.tools.bag_io import BagWriter
 
 from tiny_datasets import STANDING
 

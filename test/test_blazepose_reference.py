@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from exlow_pose_ros.crop import normalise_keypoints, square_region
-from exlow_pose_ros.keypoints import COCO17_NAMES
+from exlow_pose_ros.core.crop import normalise_keypoints, square_region
+from exlow_pose_ros.core.keypoints import COCO17_NAMES
 from exlow_pose_training import blazepose_reference as bp
 from exlow_pose_training import report
 from exlow_pose_training.blazepose_labels import BLAZEPOSE_TO_COCO17, landmarks_to_coco, square_around

@@ -1,11 +1,11 @@
-"""The crop convention (exlow_pose_ros.crop), checked against values worked out by hand."""
+"""The crop convention (exlow_pose_ros.core.crop), checked against values worked out by hand."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from exlow_pose_ros.crop import (
+from exlow_pose_ros.core.crop import (
     CROP_SIZE,
     SquareRegion,
     cut_crop,
@@ -13,7 +13,7 @@ from exlow_pose_ros.crop import (
     normalise_keypoints,
     square_region,
 )
-from exlow_pose_ros.keypoints import COCO17_FLIP_PERMUTATION, COCO17_NAMES
+from exlow_pose_ros.core.keypoints import COCO17_FLIP_PERMUTATION, COCO17_NAMES
 
 
 def test_square_is_centred_on_the_box_with_margin_and_snapped_to_pixels():

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from exlow_pose_ros.keypoints import COCO17_NAMES
+from exlow_pose_ros.core.keypoints import COCO17_NAMES
 from exlow_pose_training import contact_sheet, dataset_stats
 from exlow_pose_training.dataset_format import DatasetWriter
 

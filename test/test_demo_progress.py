@@ -1,11 +1,11 @@
-"""exlow_pose_demo's progress report (exlow_pose_ros.demo.Progress) where stderr is not a terminal."""
+"""exlow_pose_demo's progress report (exlow_pose_ros.tools.demo.Progress) where stderr is not a terminal."""
 
 from __future__ import annotations
 
 import io
 import re
 
-from exlow_pose_ros.demo import Progress
+from exlow_pose_ros.tools.demo import Progress
 
 
 def test_off_a_terminal_progress_is_plain_lines_of_frames_rate_eta_and_persons():

@@ -10,10 +10,10 @@ import pytest
 import torch
 from test_training import config_for
 
-from exlow_pose_ros.backends import create_backend
-from exlow_pose_ros.backends.base import PoseBackend
-from exlow_pose_ros.crop import SquareRegion, normalise_keypoints
-from exlow_pose_ros.pose_estimator import PersonObservation, PoseEstimator
+from exlow_pose_ros.core.backends import create_backend
+from exlow_pose_ros.core.backends.base import PoseBackend
+from exlow_pose_ros.core.crop import SquareRegion, normalise_keypoints
+from exlow_pose_ros.core.pose_estimator import PersonObservation, PoseEstimator
 from exlow_pose_training.checkpoints import load_model
 from exlow_pose_training.export import export_onnx, parity
 from exlow_pose_training.models import build_model
@@ -216,7 +216,7 @@ def test_temperature_scaling_makes_an_overconfident_model_honest_on_held_out_dat
 
 
 def test_detector_keypoints_are_smoothed_by_confidence_over_neighbouring_frames_only():
-    from exlow_pose_ros.pose_estimator import smooth_detector_keypoints
+    from exlow_pose_ros.core.pose_estimator import smooth_detector_keypoints
 
     points = np.zeros((4, 17, 3))
     points[:, :, 0] = np.array([10.0, 20.0, 40.0, 1000.0])[:, None]  # x per frame; frame 3 is two frames away
@@ -245,7 +245,7 @@ def test_keypoint_source_detector_uses_the_detector_where_it_can_and_the_model_e
         without = PersonObservation(2, region.box, 0.9, region, np.zeros((16, 16, 3), np.uint8), frame, None)
         estimates += estimator.process([with_points, without])
     by_track = {e.track_id: e for e in estimates if e.stamp == 2}
-    from exlow_pose_ros.pose_estimator import smooth_detector_keypoints
+    from exlow_pose_ros.core.pose_estimator import smooth_detector_keypoints
 
     expected = smooth_detector_keypoints(np.stack(frames[1:4]), 1)
     np.testing.assert_allclose(by_track[1].keypoints, expected[:, :2], atol=1e-4)
@@ -257,7 +257,7 @@ def test_keypoint_source_detector_uses_the_detector_where_it_can_and_the_model_e
 
 
 def test_keypoint_calibration_recovers_a_known_miscalibration_and_round_trips(tmp_path):
-    from exlow_pose_ros.keypoint_calibration import (
+    from exlow_pose_ros.core.keypoint_calibration import (
         CalibrationError,
         KeypointCalibration,
         fit_calibration,

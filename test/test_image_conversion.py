@@ -16,8 +16,8 @@ import pytest
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from exlow_pose_ros import image_conversion
-from exlow_pose_ros.image_conversion import (
+from exlow_pose_ros.nodes import image_conversion
+from exlow_pose_ros.nodes.image_conversion import (
     BGR_ENCODINGS,
     PIXEL_FORMATS,
     ImageConversionError,

@@ -1,4 +1,4 @@
-"""Launch files: checked statically and through exlow_pose_ros.launch_settings here (no `launch` package on
+"""Launch files: checked statically and through exlow_pose_ros.nodes.launch_settings here (no `launch` package on
 PyPI), run for real where `ros2 launch` exists."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exlow_pose_ros.launch_settings import (
+from exlow_pose_ros.nodes.launch_settings import (
     LAUNCH_ARGUMENTS,
     NODE_SHORTCUTS,
     node_parameters,
@@ -22,7 +22,7 @@ from exlow_pose_ros.launch_settings import (
     ros_arguments,
     rviz_config,
 )
-from exlow_pose_ros.parameters import ROS_PARAMETERS, load_schema
+from exlow_pose_ros.nodes.parameters import ROS_PARAMETERS, load_schema
 
 from conftest import REPO, console_scripts_in_setup_py
 

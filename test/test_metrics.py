@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from exlow_pose_ros.keypoints import COCO17_SIGMAS
-from exlow_pose_ros.metrics import (
+from exlow_pose_ros.core.keypoints import COCO17_SIGMAS
+from exlow_pose_ros.core.metrics import (
     coco_average_precision,
     evaluate_poses,
     fdae_per_window,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from exlow_pose_ros.crop import SquareRegion, denormalise_keypoints
-from exlow_pose_ros.keypoints import COCO17_NAMES
+from exlow_pose_ros.core.crop import SquareRegion, denormalise_keypoints
+from exlow_pose_ros.core.keypoints import COCO17_NAMES
 from exlow_pose_training.dataset_format import SPLITS, WINDOW_LENGTH, ExLowDataset, window_starts
 from exlow_pose_training.motion import cmu_mocap, corpus, penn_action
 from exlow_pose_training.motion.cameras import PinholeCamera, look_at, sample_camera

@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from exlow_pose_ros.backends import create_backend
-from exlow_pose_ros.backends.base import PoseBackend
-from exlow_pose_ros.crop import SquareRegion, cut_crop, denormalise_keypoints, square_region
-from exlow_pose_ros.drawing import (
+from exlow_pose_ros.core.backends import create_backend
+from exlow_pose_ros.core.backends.base import PoseBackend
+from exlow_pose_ros.core.crop import SquareRegion, cut_crop, denormalise_keypoints, square_region
+from exlow_pose_ros.core.drawing import (
     CENTRE_COLOUR,
     LEFT_COLOUR,
     LIMB_COLOURS,
@@ -23,11 +23,11 @@ from exlow_pose_ros.drawing import (
     draw_tracked_boxes,
     track_colour,
 )
-from exlow_pose_ros.keypoints import COCO17_LIMBS, COCO17_NAMES
-from exlow_pose_ros.model_contract import crops_to_input
-from exlow_pose_ros.offline import main
-from exlow_pose_ros.pose_estimator import PersonObservation, PoseEstimator
-from exlow_pose_ros.windows import sequence_windows
+from exlow_pose_ros.core.keypoints import COCO17_LIMBS, COCO17_NAMES
+from exlow_pose_ros.core.model_contract import crops_to_input
+from exlow_pose_ros.core.pose_estimator import PersonObservation, PoseEstimator
+from exlow_pose_ros.core.windows import sequence_windows
+from exlow_pose_ros.tools.offline import main
 
 ASSETS = Path(os.environ.get("EXLOW_POSE_ASSETS", Path(__file__).resolve().parents[1] / "assets"))
 VIDEO = ASSETS / "videos" / "vtest.avi"
@@ -217,7 +217,7 @@ def video_frames() -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def reference_tracks(video_frames):
     """What the tracker alone reports on the same frames (a fresh tracker: same ids)."""
-    from exlow_pose_ros.person_tracker import PersonTracker
+    from exlow_pose_ros.core.person_tracker import PersonTracker
 
     tracker = PersonTracker(DETECTOR, image_size=1280)
     return [tracker.track(frame) for frame in video_frames]
@@ -244,8 +244,8 @@ def coco_results(centre_run) -> list[dict]:
 
 def test_cli_default_publishes_the_detectors_keypoints_smoothed_with_calibrated_confidence(
         untrained_model, video_frames, reference_tracks, tmp_path):
-    from exlow_pose_ros.pose_estimator import smooth_detector_keypoints
-    from exlow_pose_ros.shipped_files import keypoint_calibration
+    from exlow_pose_ros.core.assets import keypoint_calibration
+    from exlow_pose_ros.core.pose_estimator import smooth_detector_keypoints
 
     assert main([str(VIDEO), "--model", str(untrained_model), "--detector", str(DETECTOR), "--out-json",
                  str(tmp_path / "p.json"), "--start-frame", str(START), "--max-frames", str(FRAMES)]) == 0

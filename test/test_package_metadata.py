@@ -30,6 +30,7 @@ ROSDEP_KEY_OF_MODULE = {
     "ultralytics": "python3-ultralytics-pip",
     "lap": "python3-lap-pip",
     "rosbags": "python3-rosbags-pip",
+    "matplotlib": "python3-matplotlib",
 }
 
 
@@ -90,7 +91,7 @@ def test_package_xml_declares_every_module_the_package_imports():
 
 
 def test_import_scanner_sees_required_and_optional_imports():
-    imports = required_imports(REPO / "exlow_pose_ros" / "image_conversion.py")
+    imports = required_imports(REPO / "exlow_pose_ros" / "nodes" / "image_conversion.py")
     assert {"numpy", "sensor_msgs", "std_msgs"} <= imports
     assert "cv_bridge" not in imports  # guarded by try/except ImportError
 

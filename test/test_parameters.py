@@ -10,7 +10,7 @@ from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from exlow_pose_ros.parameters import NODE_NAMES, declare, load_schema, params_file_text
+from exlow_pose_ros.nodes.parameters import NODE_NAMES, declare, load_schema, params_file_text
 
 from conftest import REPO
 
@@ -41,7 +41,7 @@ def make_node():
 def test_each_params_file_is_what_rcl_reads_as_every_default(make_node, schema):
     path = REPO / "config" / f"{schema}.yaml"
     assert path.read_text() == params_file_text(schema), \
-        f"{path} is out of date: run `python -m exlow_pose_ros.parameters`"
+        f"{path} is out of date: run `python -m exlow_pose_ros.nodes.parameters`"
     node = make_node(NODE_NAMES[schema], ["--params-file", str(path)])
     overrides = {name: parameter.value for name, parameter in node._parameter_overrides.items()}
     specs = load_schema(schema)

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from exlow_pose_ros.person_tracker import PersonTracker
+from exlow_pose_ros.core.person_tracker import PersonTracker
 
 from conftest import DETECTOR, VTEST
 

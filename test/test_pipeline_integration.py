@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from exlow_pose_ros.bag_io import read_bag
+from exlow_pose_ros.tools.bag_io import read_bag
 from exlow_pose_training.export import export_onnx
 from exlow_pose_training.models import build_model
 

@@ -15,11 +15,11 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import ImageMarker, MarkerArray
 
-from exlow_pose_ros.image_conversion import numpy_to_image
-from exlow_pose_ros.keypoints import COCO17_LIMBS
+from exlow_pose_ros.core.keypoints import COCO17_LIMBS
+from exlow_pose_ros.nodes.image_conversion import numpy_to_image
 
 from conftest import RosTestNode
-from robustness_support import NodeProcess, header, person, person_array, pose_model, stamp_ns
+from robustness_support import NodeProcess, WatchedNode, header, person, person_array, pose_model, stamp_ns
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 FLUSH_TIMEOUT = 0.5
@@ -27,9 +27,9 @@ FX, FY, CX, CY = 200.0, 220.0, 150.0, 110.0
 PERIOD = 100_000_000  # ns between frames
 
 
-class StreamHarness:
+class StreamHarness(WatchedNode):
     def __init__(self, ros: RosTestNode, node: NodeProcess, namespace: str) -> None:
-        self.ros, self.node = ros, node
+        super().__init__(ros, node, namespace.strip("/"), namespace)
         create = ros.node.create_publisher
         self.persons = create(TrackedPersonArray, f"{namespace}/tracked_persons", RELIABLE)
         self.images = create(Image, f"{namespace}/image", RELIABLE)
@@ -48,7 +48,9 @@ class StreamHarness:
                   lambda m: self.jpegs.__setitem__(stamp_ns(m.header), m), 100)
 
     def send(self, stamp: int, tracks: list[int]) -> None:
-        """One frame: its source image, then its tracked persons (each track at its own place)."""
+        """One frame: its camera_info and source image, then its tracked persons (each track at its own place)."""
+        self.camera_info.publish(CameraInfo(header=header(stamp), width=320, height=240,
+                                            k=[FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0]))
         self.images.publish(numpy_to_image(np.full((240, 320, 3), 40, np.uint8), "bgr8", header(stamp)))
         persons = [person(track, (20.0 + 40 * (track % 6), 40.0, 32.0 + 40 * (track % 6), 72.0)) for track in tracks]
         self.persons.publish(person_array(stamp, persons))
@@ -64,8 +66,8 @@ def stream(tmp_path_factory):
     namespace = f"/pose_stream_{os.getpid()}"
     node = NodeProcess("pose_node", {
         "model_path": str(pose_model(tmp_path_factory)), "backend": "onnxruntime", "threads": 1,
-        "output_mode": "centre", "flush_timeout": FLUSH_TIMEOUT, "reliable_image": True},
-        tmp_path_factory.mktemp("stream_cwd"), namespace)
+        "output_mode": "centre", "flush_timeout": FLUSH_TIMEOUT, "reliable_image": True, "diagnostics_period": 0.2},
+        tmp_path_factory.mktemp("stream_cwd"), namespace, node_name=namespace.strip("/"))
     ros = RosTestNode("pose_stream_test")
     harness = StreamHarness(ros, node, namespace)
     try:
@@ -79,9 +81,6 @@ def stream(tmp_path_factory):
 
 
 def test_one_array_per_frame_in_order_and_no_person_frame_lost(stream):
-    for _ in range(5):  # the camera's calibration is there before the frames
-        stream.camera_info.publish(CameraInfo(width=320, height=240, k=[FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0]))
-        stream.ros.spin_until(lambda: False, 0.05)
     first = [
         [1], [1], [1, 2], [1, 2], [2],        # track 1 misses frame 4 (a gap), track 2 lives for three frames
         [1], [1, 3], [1, 3], [3], [1, 3]]     # track 3 from frame 6; frames 8 and 9 are owed when input stops
@@ -90,14 +89,14 @@ def test_one_array_per_frame_in_order_and_no_person_frame_lost(stream):
              [(950_000_000_000 + k * PERIOD, tracks) for k, tracks in enumerate(restart)]
     for stamp, tracks in frames:
         stream.send(stamp, tracks)
-        stream.ros.spin_until(lambda: False, 0.02)
     arrays = stream.wait_for_arrays(len(frames))
     # The restart publishes the old stream's owed frames first; the idle flush the new stream's last ones.
     assert [stamp_ns(a.header) for a in arrays] == [stamp for stamp, _ in frames]
     for array, (stamp, tracks) in zip(arrays, frames, strict=True):
         assert sorted(s.track_id for s in array.skeletons) == tracks, stamp
         assert all(s.stamp.sec * 1_000_000_000 + s.stamp.nanosec == stamp for s in array.skeletons)
-    stream.ros.spin_until(lambda: False, 3 * FLUSH_TIMEOUT)  # nothing more may come: no repeated frame
+    # The node's own count, once nothing waits: every array it published is one of these (no repeated frame).
+    stream.wait_diagnostics({"frames waiting": "0", "frames published": str(len(frames))})
     assert len(stream.arrays) == len(frames)
 
 

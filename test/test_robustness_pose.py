@@ -14,17 +14,17 @@ from itertools import count
 
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
 from exlow_pose_msgs.msg import Keypoint2D, Skeleton2DArray, TrackedPersonArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from exlow_pose_ros.image_conversion import numpy_to_image
+from exlow_pose_ros.nodes.image_conversion import numpy_to_image
 
 from conftest import RosTestNode
 from robustness_support import (
     NodeProcess,
+    WatchedNode,
     header,
     person,
     person_array,
@@ -41,29 +41,22 @@ NODE_NAME = f"robust_pose_{os.getpid()}"  # its own /diagnostics hardware_id, wh
 NAN, INF = math.nan, math.inf
 
 
-class PoseHarness:
+class PoseHarness(WatchedNode):
     def __init__(self, ros: RosTestNode, node: NodeProcess, namespace: str) -> None:
-        self.ros, self.node = ros, node
+        super().__init__(ros, node, NODE_NAME, namespace)
         self.persons = ros.node.create_publisher(TrackedPersonArray, f"{namespace}/tracked_persons", RELIABLE)
         self.images = ros.node.create_publisher(Image, f"{namespace}/image", RELIABLE)
         self.skeletons: dict[int, list[Skeleton2DArray]] = defaultdict(list)
         self.annotated: dict[int, Image] = {}
         self.acks: list[int] = []
-        self.diagnostics: dict[str, str] = {}
         ros.node.create_subscription(Skeleton2DArray, f"{namespace}/skeletons",
                                      lambda m: self.skeletons[stamp_ns(m.header)].append(m), RELIABLE)
         ros.node.create_subscription(Image, f"{namespace}/annotated_image",
                                      lambda m: self.annotated.__setitem__(stamp_ns(m.header), m), 10)
         ros.node.create_subscription(Header, f"{namespace}/processed", lambda h: self.acks.append(stamp_ns(h)),
                                      RELIABLE)
-        ros.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self._stamps = count(1_000_000_000_000, 100_000_000)  # 1000 s, then 10 frames per second
         self.track_ids = count(1)
-
-    def _on_diagnostics(self, message: DiagnosticArray) -> None:
-        for status in message.status:
-            if status.hardware_id == NODE_NAME:
-                self.diagnostics = {v.key: v.value for v in status.values}
 
     def stamp(self) -> int:
         return next(self._stamps)
@@ -81,13 +74,6 @@ class PoseHarness:
         assert self.ros.spin_until(lambda: stamp in self.skeletons, timeout, self.node.check), \
             f"no skeletons for stamp {stamp} within {timeout} s; log:\n{self.node.since()[-3000:]}"
         return self.skeletons[stamp][0]
-
-    def rejected(self, kind: str) -> int:
-        return int(self.diagnostics.get(f"bad input: {kind}", 0))
-
-    def wait_rejected(self, kind: str, at_least: int, timeout: float = 5) -> None:
-        assert self.ros.spin_until(lambda: self.rejected(kind) >= at_least, timeout, self.node.check), \
-            f"diagnostics count {self.rejected(kind)} faults of kind {kind!r}, expected {at_least}: {self.diagnostics}"
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +111,7 @@ def ids(array: Skeleton2DArray) -> list[int]:
 
 def test_non_finite_values_drop_only_the_persons_that_have_them(pose):
     mark = pose.node.mark()
-    before = pose.rejected("non-finite")
+    before = pose.faults("non-finite")
     good = next(pose.track_ids)
     bad = []
     for field in ("x_min", "y_min", "x_max", "y_max"):
@@ -141,7 +127,7 @@ def test_non_finite_values_drop_only_the_persons_that_have_them(pose):
     assert all(math.isfinite(k.x) and math.isfinite(k.y) for k in array.skeletons[0].keypoints)
     line = wait_for_line(pose.ros, pose.node, r"\[ERROR\].*non-finite", mark)
     assert "nan" in line or "inf" in line, line
-    pose.wait_rejected("non-finite", before + len(bad))
+    pose.wait_faults("non-finite", before + len(bad))
 
 
 def test_boxes_partly_outside_the_frame_are_kept_and_fully_outside_dropped(pose):
@@ -154,7 +140,7 @@ def test_boxes_partly_outside_the_frame_are_kept_and_fully_outside_dropped(pose)
     assert ids(pose.answer(stamp)) == sorted(p.track_id for p in partly)
     line = wait_for_line(pose.ros, pose.node, r"\[ERROR\].*outside", mark)
     assert "320x240" in line, line
-    pose.wait_rejected("outside frame", len(outside))
+    pose.wait_faults("outside frame", len(outside))
 
 
 def test_degenerate_boxes_and_crop_regions_are_dropped(pose):
@@ -173,8 +159,8 @@ def test_degenerate_boxes_and_crop_regions_are_dropped(pose):
     line = wait_for_line(pose.ros, pose.node, r"\[ERROR\].*box", mark)
     assert "50.0" in line or "5.0" in line, line
     wait_for_line(pose.ros, pose.node, r"\[ERROR\].*crop_region", mark)
-    pose.wait_rejected("degenerate box", len(degenerate))
-    pose.wait_rejected("crop region", len(bad_regions))
+    pose.wait_faults("degenerate box", len(degenerate))
+    pose.wait_faults("crop region", len(bad_regions))
 
 
 def test_crops_of_the_wrong_size_or_encoding_or_that_lie_about_their_data(pose):
@@ -195,7 +181,7 @@ def test_crops_of_the_wrong_size_or_encoding_or_that_lie_about_their_data(pose):
     assert ids(pose.answer(stamp)) == sorted([good.track_id, padded.track_id, bgr.track_id])
     line = wait_for_line(pose.ros, pose.node, r"\[ERROR\].*crop", mark)
     assert "32x32" in line, line
-    pose.wait_rejected("crop", len(wrong))
+    pose.wait_faults("crop", len(wrong))
 
 
 def test_malformed_detector_keypoints_drop_only_their_person(pose):
@@ -215,7 +201,7 @@ def test_malformed_detector_keypoints_drop_only_their_person(pose):
     assert ids(pose.answer(stamp)) == sorted([good.track_id, plain.track_id])
     line = wait_for_line(pose.ros, pose.node, r"\[ERROR\].*detector_keypoints", mark)
     assert f"track {bad[0].track_id}" in line, line
-    pose.wait_rejected("detector keypoints", len(bad))
+    pose.wait_faults("detector keypoints", len(bad))
 
 
 def test_a_track_id_twice_in_one_frame_keeps_the_first(pose):
@@ -245,7 +231,7 @@ def test_out_of_order_and_repeated_stamps_are_dropped_and_later_frames_go_on(pos
     assert older not in pose.acks and pose.acks.count(current) == 1
     line = wait_for_line(pose.ros, pose.node, r"\[ERROR\].*stamp", mark)
     assert f"{older // 1_000_000_000}" in line, line
-    pose.wait_rejected("stamp order", 2)
+    pose.wait_faults("stamp order", 2)
 
 
 def test_a_stamp_far_in_the_past_starts_a_new_stream_instead_of_silencing_the_node(pose):
@@ -372,14 +358,14 @@ def test_negative_track_ids_are_refused_and_counted(pose):
     assert ids(pose.answer(pose.send(person_array(pose.stamp(), [*negative, good])))) == [good.track_id]
     line = wait_for_line(pose.ros, pose.node, r"\[ERROR\].*track id -", mark)
     assert ">= 0" in line, line
-    pose.wait_rejected("track id", len(negative))
+    pose.wait_faults("track id", len(negative))
 
 
 def test_a_frame_whose_source_image_never_came_is_counted_and_still_answered(pose):
-    before = pose.rejected("missing source image")
+    before = pose.faults("missing source image")
     stamp = pose.send(person_array(pose.stamp(), [person(next(pose.track_ids))]))  # no image sent
     assert len(pose.answer(stamp).skeletons) == 1
-    pose.wait_rejected("missing source image", before + 1)
+    pose.wait_faults("missing source image", before + 1)
     # Reported once per rate-limit period (earlier frames of this module came without images too).
     wait_for_line(pose.ros, pose.node, r"\[WARN\].*no source image stamped .*no annotated image", 0)
     assert stamp not in pose.annotated

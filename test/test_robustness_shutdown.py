@@ -15,8 +15,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from exlow_pose_ros.bag_io import bag_summary, read_bag
-from exlow_pose_ros.image_conversion import numpy_to_image
+from exlow_pose_ros.nodes.image_conversion import numpy_to_image
+from exlow_pose_ros.tools.bag_io import bag_summary, read_bag
 
 from conftest import REPO
 from robustness_support import NodeProcess, header, person, person_array, pose_model, stamp_ns

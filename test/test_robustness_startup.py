@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from exlow_pose_ros.backends.base import BackendError
+from exlow_pose_ros.core.backends.base import BackendError
 
 from conftest import REPO
 from robustness_support import NODE_ENV, node_command, pose_model, ros_value
@@ -80,7 +80,8 @@ def start(case: str, folder: Path, model: Path) -> subprocess.CompletedProcess:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shadow.parent), env.get("PYTHONPATH")]))
     command = node_command(module, {name: ros_value(value).format(tmp=folder, model=model)
                                     for name, value in params.items()})
-    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=60)
+    # Generous: under load (a training job beside the suite) importing torch and Ultralytics takes long.
+    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=240)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def outcomes(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
         folders[case] = tmp_path_factory.mktemp(f"startup{index}")
         if file_name:
             make_file(file_name, folders[case])
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         futures = {case: pool.submit(start, case, folders[case], model) for case in CASES}
         return {case: future.result() for case, future in futures.items()}
 
@@ -167,7 +168,7 @@ class FakeTorch:
 
 @pytest.fixture
 def fake_tensorrt(monkeypatch):
-    from exlow_pose_ros.backends import tensorrt_backend
+    from exlow_pose_ros.core.backends import tensorrt_backend
 
     trt = FakeTensorRT("10.3.0")
 
@@ -182,7 +183,7 @@ def fake_tensorrt(monkeypatch):
 
 
 def test_a_cached_engine_for_another_gpu_or_tensorrt_version_is_rebuilt(fake_tensorrt, tmp_path_factory, tmp_path):
-    from exlow_pose_ros.backends.tensorrt_backend import TensorRtBackend
+    from exlow_pose_ros.core.backends.tensorrt_backend import TensorRtBackend
 
     model = pose_model(tmp_path_factory)
     cache = tmp_path / "engines"
@@ -214,7 +215,7 @@ def test_a_cached_engine_for_another_gpu_or_tensorrt_version_is_rebuilt(fake_ten
 
 def test_an_engine_that_cannot_be_cached_still_runs_and_says_where_to_cache(fake_tensorrt, tmp_path_factory,
                                                                             tmp_path):
-    from exlow_pose_ros.backends.tensorrt_backend import TensorRtBackend
+    from exlow_pose_ros.core.backends.tensorrt_backend import TensorRtBackend
 
     blocked = tmp_path / "file_not_folder"
     blocked.write_text("")
@@ -224,7 +225,7 @@ def test_an_engine_that_cannot_be_cached_still_runs_and_says_where_to_cache(fake
 
 
 def test_a_failed_engine_build_is_a_backend_error(fake_tensorrt, tmp_path_factory, tmp_path, monkeypatch):
-    from exlow_pose_ros.backends import tensorrt_backend
+    from exlow_pose_ros.core.backends import tensorrt_backend
 
     def fails(*args) -> bytes:
         raise BackendError("TensorRT failed to build an engine from pten.onnx (see the TensorRT log above)")

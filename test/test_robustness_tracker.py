@@ -16,21 +16,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
 from exlow_pose_msgs.msg import TrackedPersonArray
-from rcl_interfaces.msg import SetParametersResult
-from rclpy.parameter import Parameter, parameter_value_to_python
-from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-from exlow_pose_ros.crop import SquareRegion, cut_crop
-from exlow_pose_ros.image_conversion import image_to_numpy, numpy_to_image
-from exlow_pose_ros.parameters import load_schema
+from exlow_pose_ros.core.crop import SquareRegion, cut_crop
+from exlow_pose_ros.nodes.image_conversion import image_to_numpy, numpy_to_image
+from exlow_pose_ros.nodes.parameters import load_schema
 
 from conftest import REPO, RosTestNode
 from image_samples import bayer_mosaic, jpeg_claiming, png_bomb
-from robustness_support import NodeProcess, header, raw_image, stamp_ns, wait_for_line
+from robustness_support import NodeProcess, WatchedNode, header, raw_image, stamp_ns, wait_for_line
 
 ASSETS = Path(os.environ.get("EXLOW_POSE_ASSETS", REPO / "assets"))
 VTEST, DETECTOR = ASSETS / "videos" / "vtest.avi", ASSETS / "models" / "yolo11n-pose.pt"
@@ -46,14 +42,12 @@ SPRITES = [(50, 669, 256, 714, 371), (50, 505, 216, 540, 306), (50, 551, 213, 58
            (350, 695, 225, 728, 315)]
 
 
-class Tracker:
+class Tracker(WatchedNode):
     """One tracker process and what it published, by stamp."""
 
     def __init__(self, ros: RosTestNode, node: NodeProcess, namespace: str, name: str) -> None:
-        self.ros, self.node, self.name = ros, node, name
-        self.parameter_client = AsyncParameterClient(ros.node, f"{namespace}/{name}")
+        super().__init__(ros, node, name, namespace)
         self.arrays: dict[int, list[TrackedPersonArray]] = defaultdict(list)
-        self.diagnostics: dict[str, str] = {}
         ros.node.create_subscription(TrackedPersonArray, f"{namespace}/tracked_persons",
                                      lambda m: self.arrays[stamp_ns(m.header)].append(m), RELIABLE)
         self.raw = ros.node.create_publisher(Image, f"{namespace}/image", RELIABLE)
@@ -64,40 +58,11 @@ class Tracker:
             f"{self.name}: no tracked persons for stamp {stamp} within {timeout} s; log:\n{self.node.since()[-3000:]}"
         return self.arrays[stamp][0]
 
-    def bad_input(self, kind: str) -> int:
-        return int(self.diagnostics.get(f"bad input: {kind}", 0))
-
-    def wait_bad_input(self, kind: str, at_least: int, timeout: float = 5) -> None:
-        assert self.ros.spin_until(lambda: self.bad_input(kind) >= at_least, timeout, self.node.check), \
-            f"{self.name}: diagnostics count {self.bad_input(kind)} of {kind!r}, expected {at_least}: " \
-            f"{self.diagnostics}"
-
-    def _call(self, future):
-        assert self.ros.spin_until(future.done, 10, self.node.check), f"{self.name}: no parameter service answer"
-        return future.result()
-
-    def set_parameter(self, name: str, value) -> SetParametersResult:
-        """`ros2 param set` over the node's set_parameters service: the node's answer."""
-        ready = self.ros.spin_until(self.parameter_client.services_are_ready, 10, self.node.check)
-        assert ready, f"{self.name}: parameter services not found"
-        return self._call(self.parameter_client.set_parameters([Parameter(name, value=value)])).results[0]
-
-    def get_parameters(self, *names: str) -> dict:
-        values = self._call(self.parameter_client.get_parameters(list(names))).values
-        return {name: parameter_value_to_python(value) for name, value in zip(names, values, strict=True)}
-
 
 class Harness:
     def __init__(self, ros: RosTestNode, raw: Tracker, compressed: Tracker) -> None:
         self.ros, self.raw, self.compressed = ros, raw, compressed
         self._stamps = count(2_000_000_000_000, 100_000_000)
-        ros.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-
-    def _on_diagnostics(self, message: DiagnosticArray) -> None:
-        for status in message.status:
-            for tracker in (self.raw, self.compressed):
-                if status.hardware_id == tracker.name:
-                    tracker.diagnostics = {v.key: v.value for v in status.values}
 
     def stamp(self) -> int:
         return next(self._stamps)
@@ -183,7 +148,7 @@ def trackers(tmp_path_factory):
 def test_unsupported_and_lying_images_are_dropped_and_named(trackers):
     raw = trackers.raw
     mark = raw.node.mark()
-    encoding_before, layout_before = raw.bad_input("image encoding"), raw.bad_input("image layout")
+    encoding_before, layout_before = raw.faults("image encoding"), raw.faults("image layout")
     unsupported = [raw_image(8, 6, "nv12", 8, bytes(8 * 9), trackers.stamp()),
                    raw_image(8, 6, "bayer_rggb32", 32, bytes(32 * 6), trackers.stamp()),
                    numpy_to_image(np.zeros((6, 8), np.uint16), "16UC1", header(trackers.stamp())),
@@ -195,8 +160,8 @@ def test_unsupported_and_lying_images_are_dropped_and_named(trackers):
     log = raw.node.since(mark)  # reports are rate-limited per kind: the first of each kind is logged
     for value in ("'nv12'", "64x48 'bgr8' image with step 192 needs 9216"):
         assert value in log, f"no report naming {value}:\n{log}"
-    raw.wait_bad_input("image encoding", encoding_before + len(unsupported))
-    raw.wait_bad_input("image layout", layout_before + len(lying))
+    raw.wait_faults("image encoding", encoding_before + len(unsupported))
+    raw.wait_faults("image layout", layout_before + len(lying))
 
 
 def test_zero_size_images_are_dropped_and_odd_sizes_answered(trackers):
@@ -216,12 +181,12 @@ def test_zero_size_images_are_dropped_and_odd_sizes_answered(trackers):
         assert (array.image_width, array.image_height) == (image.width, image.height)
     assert not any(stamp in raw.arrays for stamp in dropped)
     wait_for_line(trackers.ros, raw.node, r"\[ERROR\].*0x0 pixels", mark)
-    raw.wait_bad_input("empty image", len(empty))
+    raw.wait_faults("empty image", len(empty))
 
 
 def test_size_changes_mid_stream_and_people_are_tracked_at_each_size(trackers, vtest_frames):
     raw = trackers.raw
-    changes_before = raw.bad_input("frame size")
+    changes_before = raw.faults("frame size")
     zoomed = [cv2.resize(vtest_frames[k][140:420, 300:768], (936, 560)) for k in range(198, 207)]
     segments = [zoomed[0:3], [cv2.resize(z, (468, 280)) for z in zoomed[3:6]], zoomed[6:9]]
     for segment in segments:
@@ -237,7 +202,7 @@ def test_size_changes_mid_stream_and_people_are_tracked_at_each_size(trackers, v
                 assert p.crop_region.x_max - p.crop_region.x_min == p.crop_region.y_max - p.crop_region.y_min
             found += len(array.persons)
         assert found > 0, f"nobody tracked in {width}x{height} frames"
-    raw.wait_bad_input("frame size", changes_before + 2)
+    raw.wait_faults("frame size", changes_before + 2)
     line = wait_for_line(trackers.ros, raw.node, r"\[WARN\].*size changed from \d+x\d+ to \d+x\d+", 0)
     assert "at stamp (" in line, line
 
@@ -255,7 +220,7 @@ def test_late_repeated_and_restarted_stamps(trackers):
     assert len(raw.arrays[first]) == 1 and len(raw.arrays[second]) == 1 and third.persons == []
     line = wait_for_line(trackers.ros, raw.node, r"\[ERROR\].*not after", mark)
     assert f"({first // 1_000_000_000}, " in line, line
-    raw.wait_bad_input("stamp order", 2)
+    raw.wait_faults("stamp order", 2)
     # Ten seconds back: a new stream (a looped bag), which must be tracked, not dropped for ever.
     restarted = [stamp_ns(third.header) - 10_000_000_000 + k * 100_000_000 for k in range(3)]
     for stamp in restarted:
@@ -282,7 +247,7 @@ def test_undecodable_compressed_images_are_dropped_and_named(trackers):
     assert not any(stamp in compressed.arrays for stamp in bad)
     line = wait_for_line(trackers.ros, compressed.node, r"\[ERROR\].*does not decode", mark)
     assert "0 bytes" in line, line
-    compressed.wait_bad_input("undecodable", len(bad))
+    compressed.wait_faults("undecodable", len(bad))
 
 
 def crowd(frames: dict[int, np.ndarray], count: int = 60, height: float = 80, seed: int = 0) -> np.ndarray:
@@ -363,7 +328,7 @@ def test_camera_encodings_are_tracked_and_crops_are_the_frames_pixels_in_rgb(tra
 def test_raw_images_over_max_image_pixels_are_refused_from_their_header(trackers):
     raw = trackers.raw
     mark = raw.node.mark()
-    too_large, layout = raw.bad_input("image too large"), raw.bad_input("image layout")
+    too_large, layout = raw.faults("image too large"), raw.faults("image layout")
     over = numpy_to_image(np.zeros((1000, 1001), np.uint8), "mono8", header(trackers.stamp()))
     claim = raw_image(6000, 6000, "bgr8", 18000, bytes(18000), trackers.stamp())  # one row of 6000 sent
     bad = send_between_good_frames(trackers, [over, claim])
@@ -371,8 +336,8 @@ def test_raw_images_over_max_image_pixels_are_refused_from_their_header(trackers
     wait_for_line(trackers.ros, raw.node,
                   rf"\[ERROR\].*'mono8' image of 1001x1000 = 1001000 pixels exceeds max_image_pixels={RAW_MAX_PIXELS}",
                   mark)
-    raw.wait_bad_input("image too large", too_large + 2)
-    assert raw.bad_input("image layout") == layout  # the claim was refused for its size, before its layout
+    raw.wait_faults("image too large", too_large + 2)
+    assert raw.faults("image layout") == layout  # the claim was refused for its size, before its layout
     at_limit = raw.answer(send_raw(raw, numpy_to_image(np.full((1000, 1000), 90, np.uint8), "mono8",
                                                        header(trackers.stamp()))))
     assert (at_limit.image_width, at_limit.image_height) == (1000, 1000)
@@ -383,7 +348,7 @@ def test_compressed_image_bombs_are_refused_before_decoding_and_the_node_goes_on
     limit = load_schema("tracker_node")["max_image_pixels"].default
     assert limit < 6000 * 6000
     mark = compressed.node.mark()
-    too_large = compressed.bad_input("image too large")
+    too_large = compressed.faults("image too large")
     jpeg = cv2.imencode(".jpg", np.full((40, 60, 3), 200, np.uint8))[1].tobytes()
     bombs = [(png_bomb(), "png"), (jpeg_claiming(6000, 6000), "jpeg")]
     assert len(bombs[1][0]) < 1000
@@ -396,7 +361,7 @@ def test_compressed_image_bombs_are_refused_before_decoding_and_the_node_goes_on
     line = wait_for_line(trackers.ros, compressed.node, r"\[ERROR\].*\('png', 69 bytes\) of 50000x50000 = "
                          rf"2500000000 pixels exceeds max_image_pixels={limit}", mark)
     assert "dropped" in line, line
-    compressed.wait_bad_input("image too large", too_large + len(bombs))
+    compressed.wait_faults("image too large", too_large + len(bombs))
     assert "Traceback" not in compressed.node.since(mark)
 
 

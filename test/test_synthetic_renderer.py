@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from exlow_pose_ros.crop import cut_crop, normalise_keypoints, square_region
-from exlow_pose_ros.keypoints import COCO17_NAMES, NUM_KEYPOINTS
+from exlow_pose_ros.core.crop import cut_crop, normalise_keypoints, square_region
+from exlow_pose_ros.core.keypoints import COCO17_NAMES, NUM_KEYPOINTS
 from exlow_pose_training.dataset_format import WINDOW_LENGTH, ExLowDataset
 from exlow_pose_training.motion.cameras import PinholeCamera, look_at
 from exlow_pose_training.motion.clip import CLIP_POINT_NAMES, MotionClip3D

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from exlow_pose_ros.crop import SquareRegion, cut_crop, denormalise_keypoints
-from exlow_pose_ros.keypoints import COCO17_NAMES
+from exlow_pose_ros.core.crop import SquareRegion, cut_crop, denormalise_keypoints
+from exlow_pose_ros.core.keypoints import COCO17_NAMES
 from exlow_pose_training import teacher_dataset
 from exlow_pose_training.dataset_format import WINDOW_LENGTH, ExLowDataset
 

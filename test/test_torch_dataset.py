@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
-from exlow_pose_ros.keypoints import COCO17_NAMES
+from exlow_pose_ros.core.keypoints import COCO17_NAMES
 from exlow_pose_training.augment import Augment, AugmentConfig, augment_window, flip_window
 from exlow_pose_training.dataset_format import DatasetWriter
 from exlow_pose_training.torch_dataset import DatasetPart, WindowDataset, make_loader, set_epoch

@@ -7,8 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from exlow_pose_ros.crop import SquareRegion, cut_crop, square_region
-from exlow_pose_ros.nodes.tracker_node import rgb_crop
+from exlow_pose_ros.core.crop import SquareRegion, cut_crop, rgb_crop, square_region
 
 from conftest import VTEST
 

@@ -21,13 +21,13 @@ from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from exlow_pose_ros.bag_io import BagError, bag_summary, cdr_header, read_bag
-from exlow_pose_ros.image_conversion import image_to_numpy, numpy_to_image
-from exlow_pose_ros.parameters import load_schema
-from exlow_pose_ros.video_source import VideoSourceError, publish_rate
+from exlow_pose_ros.nodes.image_conversion import image_to_numpy, numpy_to_image
+from exlow_pose_ros.nodes.parameters import load_schema
+from exlow_pose_ros.tools.bag_io import BagError, bag_summary, cdr_header, read_bag
+from exlow_pose_ros.tools.video_source import VideoSourceError, publish_rate
 
 from conftest import REPO
-from robustness_support import node_command
+from robustness_support import node_command, node_module
 from ros_samples import samples
 
 VIDEO = Path(os.environ.get("EXLOW_POSE_ASSETS", REPO / "assets")) / "videos" / "vtest.avi"
@@ -146,7 +146,7 @@ def test_video_source_paces_at_the_file_rate_with_sensor_data_qos(ros, tmp_path,
         "video_path": str(video), "start_frame": 3, "max_frames": 6, "start_time": 0.0, "exit_at_end": True,
         "wait_for_subscribers": 1}, tmp_path, ns)
     assert ros.spin_until(lambda: source.poll() is not None, 40, alive(source)), "source did not finish"
-    ros.spin_until(lambda: False, 0.3)  # anything still in flight
+    ros.spin_until(lambda: len(received) >= 6, 5)  # the last frames may still be in flight
     output = finish(source)
     assert source.returncode == 0, output
     assert "published 6 images (frames 3-8)" in output, output
@@ -202,7 +202,7 @@ def test_a_frame_that_fails_to_decode_is_skipped_and_the_rest_keep_their_stamps(
 @pytest.mark.parametrize("module,schema", [("video_source_node", "video_source_node"),
                                            ("bag_recorder_node", "bag_recorder_node")])
 def test_help_prints_every_parameter(tmp_path, module, schema):
-    result = subprocess.run([sys.executable, "-m", f"exlow_pose_ros.nodes.{module}", "--help"], cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-m", node_module(module), "--help"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     for name, spec in load_schema(schema).items():
@@ -337,7 +337,9 @@ def test_recorder_acknowledges_the_video_source_and_matches_its_late_reliable_pu
     recorder = start_node("bag_recorder_node", {
         "topics": ["image_raw:sensor_msgs/msg/Image"], "output": str(bag), "ack_topic": "recorded",
         "ack_source_topic": "image_raw"}, tmp_path, ns)
-    ros.spin_until(lambda: False, 1.0)  # let the recorder start before the source
+    # The recorder first (it subscribes when a publisher appears), then the source.
+    assert ros.spin_until(lambda: ("bag_recorder_node", ns) in ros.node.get_node_names_and_namespaces(), 30,
+                          alive(recorder))
     source = start_node("video_source_node", {
         "video_path": str(VIDEO), "reliable": True, "rate": "max", "max_frames": 8, "start_time": 2.0,
         "exit_at_end": True, "wait_for_subscribers": 1, "pipeline_ack_topic": "recorded", "ack_timeout": 20.0},

@@ -1,4 +1,4 @@
-"""exlow_pose_ros.video_writer: the annotated-video helper picks a codec this OpenCV writes and says where."""
+"""exlow_pose_ros.tools.video_writer: the annotated-video helper picks a codec this OpenCV writes and says where."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from exlow_pose_ros import video_writer
-from exlow_pose_ros.video_writer import CODECS, VideoWriterError, codec_works, open_video_writer
+from exlow_pose_ros.tools import video_writer
+from exlow_pose_ros.tools.video_writer import CODECS, VideoWriterError, codec_works, open_video_writer
 
 WIDTH, HEIGHT, FRAMES = 96, 64, 7
 

@@ -1,11 +1,11 @@
-"""Sliding windows (exlow_pose_ros.windows): indices, edge padding, streaming delay, eviction."""
+"""Sliding windows (exlow_pose_ros.core.windows): indices, edge padding, streaming delay, eviction."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from exlow_pose_ros.windows import TrackWindows, sequence_windows, window_indices
+from exlow_pose_ros.core.windows import TrackWindows, sequence_windows, window_indices
 
 
 def test_centre_window_is_two_frames_each_side_and_edge_padded():

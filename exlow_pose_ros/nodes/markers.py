@@ -17,9 +17,9 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import ImageMarker, Marker, MarkerArray
 
-from ..drawing import LIMB_COLOURS
-from ..keypoints import COCO17_LIMBS
-from ..pose_estimator import SkeletonEstimate
+from ..core.drawing import LIMB_COLOURS
+from ..core.keypoints import COCO17_LIMBS
+from ..core.pose_estimator import SkeletonEstimate
 
 NAMESPACE = "exlow_pose"
 LIFETIME = Duration(sec=0, nanosec=500_000_000)  # a skeleton vanishes if its track's next frame never comes

@@ -26,15 +26,16 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import ImageMarker, MarkerArray
 
-from ..backends import create_backend
-from ..conversions import StampOrder, observations_from_message, skeleton_array, stamp_key
-from ..drawing import draw_skeletons
-from ..image_conversion import ImageConversionError, image_to_numpy, numpy_to_image, to_bgr8
-from ..parameters import declare
-from ..pose_estimator import FrameSkeletons, FrameStream, PoseEstimator
-from ..shipped_files import default_model, keypoint_calibration
+from ..core.assets import default_model, keypoint_calibration
+from ..core.backends import create_backend
+from ..core.drawing import draw_skeletons
+from ..core.pose_estimator import FrameSkeletons, FrameStream, PoseEstimator
+from ..core.stream_guard import StreamGuard
+from .conversions import observations_from_message, skeleton_array, stamp_key
 from .diagnostics import FaultLog, RateWindow, status
+from .image_conversion import ImageConversionError, image_to_numpy, numpy_to_image, to_bgr8
 from .markers import skeleton_image_marker, skeleton_markers
+from .parameters import declare
 from .runner import run_node
 
 NODE = "pose_node"
@@ -73,8 +74,7 @@ class PoseNode(Node):
                                                                       RateWindow())
         self.frames_published = 0
         self.faults = FaultLog(self.get_logger())
-        self.order = StampOrder()
-        self.frame_size: tuple[int, int] | None = None
+        self.guard = StreamGuard(on_restart=[self.flush_stream])
         self.create_timer(p["diagnostics_period"], self.publish_diagnostics)
         self.create_timer(0.1, self.flush_when_idle)
         self.get_logger().info(f"pose model {model.name} on {self.backend.describe()}, output {p['output_mode']}")
@@ -88,7 +88,7 @@ class PoseNode(Node):
     def on_parameters(self, names: list[str]) -> None:
         """A run-time change: the estimator's settings apply to new runs, so the owed frames go out first."""
         if {"keypoint_source", "output_mode", "max_missing_frames", "max_tracks"} & set(names):
-            self.publish_frames(self.stream.flush())
+            self.flush_stream()
             self.stream = self.new_stream()
         self.get_logger().info("parameters changed: " + ", ".join(f"{n}={self.params[n]!r}" for n in names))
 
@@ -105,20 +105,18 @@ class PoseNode(Node):
     def on_persons(self, message: TrackedPersonArray) -> None:
         started = time.monotonic()
         key = stamp_key(message.header)
-        previous, order = self.order.last, self.order.check(key)
-        if order == "late":
-            # Windows must follow capture order; a repeated or older frame would corrupt every track's history.
-            self.faults.report("stamp order", f"tracked persons stamped {key} arrive after {previous}; dropped")
-            return
-        if order == "restart":
-            self.faults.report("stream restart", f"stamps jumped back from {previous} to {key}: a new stream (a looped "
-                               "bag, a restarted camera); every track starts again", "warning")
-            self.publish_frames(self.stream.flush())  # the old stream's owed frames, before any of the new one
         size = (message.image_width, message.image_height)
-        if self.frame_size is not None and size != self.frame_size:
-            self.faults.report("frame size", f"frame size changed from {self.frame_size[0]}x{self.frame_size[1]} "
-                               f"to {size[0]}x{size[1]} at stamp {key}", "warning")
-        self.frame_size = size
+        check = self.guard.check(key, size)
+        if check.verdict == "late":
+            # Windows must follow capture order; a repeated or older frame would corrupt every track's history.
+            self.faults.report("stamp order", f"tracked persons stamped {key} arrive after {check.previous}; dropped")
+            return
+        if check.verdict == "restart":  # the guard has had the old stream's owed frames published (flush_stream)
+            self.faults.report("stream restart", f"stamps jumped back from {check.previous} to {key}: a new stream (a "
+                               "looped bag, a restarted camera); every track starts again", "warning")
+        if check.resized_from is not None:
+            self.faults.report("frame size", f"frame size changed from {check.resized_from[0]}x"
+                               f"{check.resized_from[1]} to {size[0]}x{size[1]} at stamp {key}", "warning")
         observations, errors = observations_from_message(message)
         for error in errors:
             self.faults.report(error.kind, f"person dropped: {error}")
@@ -141,15 +139,19 @@ class PoseNode(Node):
         self.inputs.add()
         self.latency.add((time.monotonic() - started) * 1000.0)
 
+    def flush_stream(self) -> None:
+        """Publish every owed frame; every track then starts again (a stream ended or restarted)."""
+        self.publish_frames(self.stream.flush())
+
     def flush_when_idle(self) -> None:
         timeout = self.params["flush_timeout"]
         if timeout > 0 and len(self.stream) and self.inputs.idle_seconds() >= timeout:
-            self.publish_frames(self.stream.flush())
+            self.flush_stream()
 
     def close(self) -> None:
         """At shutdown: the owed frames, while the context still lets them out."""
         try:
-            self.publish_frames(self.stream.flush())
+            self.flush_stream()
         except Exception as error:  # the context may be gone already (SIGINT): nothing left to save
             self.get_logger().debug(f"owed frames not published at shutdown: {error}")
 

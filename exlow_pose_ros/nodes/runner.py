@@ -6,9 +6,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ..backends.base import BackendError
-from ..parameters import help_text
-from ..person_tracker import TrackerError
+from ..core.backends.base import BackendError
+from ..core.person_tracker import TrackerError
+from .parameters import help_text
 
 # Faults that mean "cannot start": they end the process with one line saying what to do.
 STARTUP_ERRORS = (BackendError, TrackerError, ValueError, FileNotFoundError, OSError)

@@ -7,7 +7,6 @@ Publishes   tracked_persons (exlow_pose_msgs/TrackedPersonArray, one per image, 
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -19,27 +18,18 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from ..conversions import InputError, StampOrder, check_box, stamp_key, tracked_person_message
-from ..crop import SquareRegion, cut_crop, square_region
-from ..image_conversion import ImageConversionError, decode_compressed, image_to_numpy, to_bgr8
-from ..parameters import declare
-from ..person_tracker import PersonTracker
+from ..core.assets import default_detector
+from ..core.crop import rgb_crop, square_region
+from ..core.person_tracker import PersonTracker
+from ..core.stream_guard import StreamGuard
+from .conversions import InputError, check_box, stamp_key, tracked_person_message
 from .diagnostics import FaultLog, RateWindow, status
+from .image_conversion import ImageConversionError, decode_compressed, image_to_numpy, to_bgr8
+from .parameters import declare
 from .runner import run_node
 
 NODE = "tracker_node"
 OUTPUT_QOS = QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def default_detector() -> Path:
-    assets = Path(os.environ.get("EXLOW_POSE_ASSETS", Path(__file__).resolve().parents[2] / "assets"))
-    return assets / "models" / "yolo11n-pose.pt"
-
-
-def rgb_crop(bgr: np.ndarray, region: SquareRegion) -> np.ndarray:
-    """The rgb8 crop of a person. Cut from the BGR frame and only the 16x16 crop flipped, not the whole frame:
-    area resizing works per channel, so this is bit-identical to cutting from an RGB copy of the frame."""
-    return np.ascontiguousarray(cut_crop(bgr, region)[..., ::-1])
 
 
 class TrackerNode(Node):
@@ -60,8 +50,7 @@ class TrackerNode(Node):
         self.inputs, self.detector_ms, self.crop_publish_ms = RateWindow(), RateWindow(), RateWindow()
         self.persons_published = 0
         self.faults = FaultLog(self.get_logger())
-        self.order = StampOrder()
-        self.frame_size: tuple[int, int] | None = None
+        self.guard = StreamGuard(on_restart=[self.tracker.reset])  # new ids, no motion across streams
         self.create_timer(1.0, self.publish_diagnostics)
         self.get_logger().info(f"tracking persons with {Path(p['detector_model'] or default_detector()).name} at "
                                f"imgsz {p['image_size']} ({p['tracker']})")
@@ -95,19 +84,18 @@ class TrackerNode(Node):
     def process(self, header: Header, bgr: np.ndarray) -> None:
         height, width = bgr.shape[:2]
         stamp = stamp_key(header)
-        order = self.order.check(stamp)
-        if order == "late":
+        check = self.guard.check(stamp, (width, height))
+        if check.verdict == "late":
             # The pose stage would drop it anyway, and the tracker's motion model must not step back in time.
-            self.faults.report("stamp order", f"image stamped {stamp} is not after the previous {self.order.last}; "
+            self.faults.report("stamp order", f"image stamped {stamp} is not after the previous {check.previous}; "
                                "dropped")
             return
-        if order == "restart":
+        if check.verdict == "restart":
             self.faults.report("stream restart", f"image stamp jumped back to {stamp}: a new stream (a looped bag, "
-                               "a restarted camera); tracking goes on", "warning")
-        if self.frame_size is not None and (width, height) != self.frame_size:
-            self.faults.report("frame size", f"image size changed from {self.frame_size[0]}x{self.frame_size[1]} "
-                               f"to {width}x{height} at stamp {stamp}", "warning")
-        self.frame_size = (width, height)
+                               "a restarted camera); tracking starts again", "warning")
+        if check.resized_from is not None:
+            self.faults.report("frame size", f"image size changed from {check.resized_from[0]}x"
+                               f"{check.resized_from[1]} to {width}x{height} at stamp {stamp}", "warning")
         started = time.monotonic()
         tracked_boxes = self.tracker.track(bgr)
         detected = time.monotonic()

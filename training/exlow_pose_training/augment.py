@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from exlow_pose_ros.crop import FILL_VALUE
-from exlow_pose_ros.keypoints import COCO17_FLIP_PERMUTATION
+from exlow_pose_ros.core.crop import FILL_VALUE
+from exlow_pose_ros.core.keypoints import COCO17_FLIP_PERMUTATION
 
 # RGB <-> YIQ: hue is a rotation and saturation a scaling of the (I, Q) chroma plane.
 _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],

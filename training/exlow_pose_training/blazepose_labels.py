@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-# BlazePose's 33 landmarks -> COCO-17 (exlow_pose_ros.keypoints.COCO17_NAMES order): nose, left/right eye
+# BlazePose's 33 landmarks -> COCO-17 (exlow_pose_ros.core.keypoints.COCO17_NAMES order): nose, left/right eye
 # (BlazePose's eye centres, not the inner/outer corners), ears, shoulders, elbows, wrists, hips, knees, ankles.
 BLAZEPOSE_TO_COCO17: tuple[int, ...] = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 BLAZEPOSE_LANDMARKS = 33

@@ -32,9 +32,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from exlow_pose_ros.crop import SquareRegion, denormalise_keypoints, normalise_keypoints
-from exlow_pose_ros.keypoints import COCO17_LIMBS, COCO17_NAMES
-from exlow_pose_ros.metrics import object_keypoint_similarity
+from exlow_pose_ros.core.crop import SquareRegion, denormalise_keypoints, normalise_keypoints
+from exlow_pose_ros.core.keypoints import COCO17_LIMBS, COCO17_NAMES
+from exlow_pose_ros.core.metrics import object_keypoint_similarity
 
 from .blazepose_labels import square_around
 from .dataset_format import ExLowDataset, SplitData

@@ -1,5 +1,5 @@
 """`exlow-pose-calibrate`: fits the per-joint calibration of the detector's keypoint confidences
-(exlow_pose_ros.keypoint_calibration) on a split of training scenes, as the pose node uses them: the detector's
+(exlow_pose_ros.core.keypoint_calibration) on a split of training scenes, as the pose node uses them: the detector's
 keypoints smoothed over each tracked run, the event "per-keypoint OKS >= 0.5" against the teacher. Never fit it
 on an unseen scene: the report measures its calibration there.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exlow_pose_ros.keypoint_calibration import fit_calibration
+from exlow_pose_ros.core.keypoint_calibration import fit_calibration
 
 from .dataset_format import ExLowDataset
 from .report import DEFAULT_CALIBRATION, keypoints_correct, reliability, smoothed_detector_runs, track_runs

@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from exlow_pose_ros.crop import CROP_SIZE
-from exlow_pose_ros.keypoints import COCO17_LIMBS, COCO17_NAMES
+from exlow_pose_ros.core.crop import CROP_SIZE
+from exlow_pose_ros.core.keypoints import COCO17_LIMBS, COCO17_NAMES
 from exlow_pose_training.dataset_format import SPLITS, WINDOW_LENGTH, ExLowDataset, SplitData
 
 GAP, PAD, TITLE, HEADER = 2, 16, 20, 46

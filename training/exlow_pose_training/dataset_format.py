@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from exlow_pose_ros.crop import CROP_MARGIN, CROP_SIZE, FILL_VALUE
-from exlow_pose_ros.keypoints import NUM_KEYPOINTS
+from exlow_pose_ros.core.crop import CROP_MARGIN, CROP_SIZE, FILL_VALUE
+from exlow_pose_ros.core.keypoints import NUM_KEYPOINTS
 
 FORMAT_NAME = "exlow_pose_dataset"
 FORMAT_VERSION = 1
@@ -44,7 +44,7 @@ FRAME_FIELDS: dict[str, FrameField] = {
                             "COCO-17 keypoints in crop coordinates ([-1, 1] over `region`); 0 where mask is false"),
     "mask": FrameField("bool", (NUM_KEYPOINTS,), "keypoint is labelled and reliable"),
     "box": FrameField("float32", (4,), "person box x_min, y_min, x_max, y_max in source pixels"),
-    "region": FrameField("int32", (3,), "crop square x0, y0, side in source pixels (exlow_pose_ros.crop)"),
+    "region": FrameField("int32", (3,), "crop square x0, y0, side in source pixels (exlow_pose_ros.core.crop)"),
     "score": FrameField("float32", (), "confidence of the person (teacher box score; 1 for exact ground truth)"),
     "frame": FrameField("int64", (), "frame number in the source; consecutive frames differ by 1"),
     "track": FrameField("int64", (), "track id, unique within the dataset (assigned by the writer)"),
@@ -84,7 +84,7 @@ def person_area(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def crop_convention() -> dict:
     return {"size": CROP_SIZE, "margin": CROP_MARGIN, "fill": FILL_VALUE, "interpolation": "area",
-            "colour": "rgb", "implementation": "exlow_pose_ros.crop"}
+            "colour": "rgb", "implementation": "exlow_pose_ros.core.crop"}
 
 
 def git_commit() -> str | None:

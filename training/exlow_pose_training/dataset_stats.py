@@ -11,7 +11,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from exlow_pose_ros.keypoints import COCO17_NAMES
+from exlow_pose_ros.core.keypoints import COCO17_NAMES
 from exlow_pose_training.dataset_format import SPLITS, ExLowDataset, SplitData
 
 # Person height bins (source pixels); the method is meant for the first ones.

@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from exlow_pose_ros.metrics import evaluate_poses
-from exlow_pose_ros.model_contract import crops_to_input
+from exlow_pose_ros.core.metrics import evaluate_poses
+from exlow_pose_ros.core.model_contract import crops_to_input
 
 from .dataset_format import WINDOW_LENGTH, ExLowDataset, SplitData, person_area
 
@@ -51,7 +51,7 @@ def score_split(predicted: np.ndarray, split: SplitData) -> dict[str, float]:
 
 
 def pose_function_for(path: Path, threads: int = 0) -> PoseFunction:
-    from exlow_pose_ros.backends import create_backend
+    from exlow_pose_ros.core.backends import create_backend
 
     backend = create_backend("onnxruntime" if path.suffix == ".onnx" else "torch", path, threads=threads)
     return backend.infer

@@ -16,7 +16,7 @@ import onnx
 import torch
 from torch import nn
 
-from exlow_pose_ros.model_contract import (
+from exlow_pose_ros.core.model_contract import (
     CONFIDENCE_OUTPUT_NAME,
     CONTRACT_KEY,
     DETECTOR_INPUT_NAME,
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, {method}); torch vs onnxruntime max "
           f"difference {difference:.1e}")
     if args.tensorrt:
-        from exlow_pose_ros.backends import create_backend
+        from exlow_pose_ros.core.backends import create_backend
 
         backend = create_backend("tensorrt", args.out, precision=args.tensorrt)
         print(f"TensorRT engine: {backend.engine_path}")

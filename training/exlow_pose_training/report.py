@@ -37,12 +37,13 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from exlow_pose_ros.keypoint_calibration import KeypointCalibration
-from exlow_pose_ros.keypoints import COCO17_SIGMAS
-from exlow_pose_ros.metrics import OKS_THRESHOLDS, evaluate_poses, masked_mean_distance, object_keypoint_similarity
-from exlow_pose_ros.model_contract import crops_to_input
-from exlow_pose_ros.pose_estimator import smooth_detector_keypoints
-from exlow_pose_ros.windows import HALF_WINDOW, sequence_windows
+from exlow_pose_ros.core.assets import SHIPPED_CALIBRATION, shipped_file
+from exlow_pose_ros.core.keypoint_calibration import KeypointCalibration
+from exlow_pose_ros.core.keypoints import COCO17_SIGMAS
+from exlow_pose_ros.core.metrics import OKS_THRESHOLDS, evaluate_poses, masked_mean_distance, object_keypoint_similarity
+from exlow_pose_ros.core.model_contract import crops_to_input
+from exlow_pose_ros.core.pose_estimator import smooth_detector_keypoints
+from exlow_pose_ros.core.windows import HALF_WINDOW, sequence_windows
 
 from . import blazepose_reference as bp
 from .dataset_format import WINDOW_LENGTH, ExLowDataset, SplitData, person_area
@@ -50,7 +51,7 @@ from .evaluate import window_rows
 
 REPO = Path(__file__).resolve().parents[2]
 DATASETS = REPO / "results" / "datasets"
-DEFAULT_CALIBRATION = REPO / "models" / "yolo11n_pose_keypoint_calibration.json"
+DEFAULT_CALIBRATION = shipped_file(SHIPPED_CALIBRATION)
 CONSTANT = "Constant mean pose"
 YOLO = "YOLO11n-pose alone"
 SMOOTHED = "Product default: detector keypoints, smoothed"
@@ -69,7 +70,7 @@ class Method:
 
 
 def load_method(name: str, path: Path, threads: int = 0) -> Method:
-    from exlow_pose_ros.backends import create_backend
+    from exlow_pose_ros.core.backends import create_backend
 
     backend = create_backend("onnxruntime" if path.suffix == ".onnx" else "torch", path, threads=threads)
     return Method(name, backend.estimate, backend.takes_detector, backend.gives_confidence)
@@ -173,7 +174,7 @@ def estimate_runs(method: Method, split: SplitData, runs: list[np.ndarray], batc
 def smoothed_detector_runs(split: SplitData, runs: list[np.ndarray],
                            calibration: KeypointCalibration | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The pose node's keypoint_source "detector" on each tracked run: the detector's keypoints smoothed in pixels
-    over neighbouring frames (exlow_pose_ros.pose_estimator.smooth_detector_keypoints), in crop coordinates,
+    over neighbouring frames (exlow_pose_ros.core.pose_estimator.smooth_detector_keypoints), in crop coordinates,
     with the detector's confidence through `calibration` when given."""
     count = len(split.arrays["frame"])
     poses = np.full((count, 17, 2), np.nan, np.float32)

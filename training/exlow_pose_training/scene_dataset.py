@@ -28,9 +28,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from exlow_pose_ros.crop import cut_crop, normalise_keypoints, square_region
-from exlow_pose_ros.person_tracker import PersonTracker
-from exlow_pose_ros.provenance import file_sha256
+from exlow_pose_ros.core.crop import cut_crop, normalise_keypoints, square_region
+from exlow_pose_ros.core.person_tracker import PersonTracker
+from exlow_pose_ros.core.provenance import file_sha256
 
 from .dataset_format import DatasetWriter
 from .scenes import DEFAULT_REGISTRY, SceneClip, load_registry
@@ -99,7 +99,7 @@ def teacher_pass(model, frames: list[np.ndarray], imgsz: int, thresholds: Thresh
 
 
 class ProductDetector:
-    """The product's detector and tracker on one stream (exlow_pose_ros.person_tracker with the tracker node's
+    """The product's detector and tracker on one stream (exlow_pose_ros.core.person_tracker with the tracker node's
     defaults): every person found, and which of them the tracker node would publish."""
 
     def __init__(self, weights: Path) -> None:
@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
                   "median labelled person is H px tall",
         "teacher": {"path": str(args.teacher), "sha256": file_sha256(args.teacher), "tracker": "bytetrack.yaml",
                     "licence": "AGPL-3.0 (Ultralytics YOLO11n-pose)"},
-        "detector": {"implementation": "exlow_pose_ros.person_tracker.PersonTracker, the tracker node's defaults",
+        "detector": {"implementation": "exlow_pose_ros.core.person_tracker.PersonTracker, the tracker node's defaults",
                      "match_iou": MATCH_IOU},
         "thresholds": vars(thresholds), "registry": str(args.registry),
         "heights": {"test": registry.test_heights, "train": registry.train_heights,

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from exlow_pose_ros.core.assets import assets_dir
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_REGISTRY = REPO / "training" / "configs" / "scenes.yaml"
 ROLES = ("train", "val", "test")
@@ -52,10 +54,6 @@ class SceneRegistry:
 
     def scene_names(self, role: str) -> list[str]:
         return list(dict.fromkeys(clip.name for clip in self.by_role(role)))
-
-
-def assets_dir() -> Path:
-    return Path(os.environ.get("EXLOW_POSE_ASSETS", REPO / "assets"))
 
 
 def shared_data_dir() -> Path:

@@ -2,7 +2,7 @@
 
 A teacher pose model (Ultralytics; YOLO11n-pose by default) runs with tracking on the full-resolution
 frames. Reliable persons are kept (box confidence, number of confident joints, minimum size); each is
-cut by the crop convention (exlow_pose_ros.crop) into a 16x16 RGB crop, its keypoints normalised to
+cut by the crop convention (exlow_pose_ros.core.crop) into a 16x16 RGB crop, its keypoints normalised to
 [-1, 1] in the square, and joints below the keypoint confidence threshold masked. Tracks are stored
 frame by frame; 5-frame windows (stride 1) are derived on load and never cross a track gap.
 
@@ -31,12 +31,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from exlow_pose_ros.crop import cut_crop, normalise_keypoints, square_region
-from exlow_pose_ros.provenance import file_sha256
+from exlow_pose_ros.core.assets import default_detector
+from exlow_pose_ros.core.crop import cut_crop, normalise_keypoints, square_region
+from exlow_pose_ros.core.provenance import file_sha256
 from exlow_pose_training.dataset_format import SPLITS, DatasetWriter, parse_fractions
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_TEACHER = REPO / "assets" / "models" / "yolo11n-pose.pt"
+DEFAULT_TEACHER = default_detector()
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 DATA_LICENCES = {
     "vtest.avi": "OpenCV sample video (Debian opencv-doc): BSD-3-Clause / Apache-2.0",

@@ -12,12 +12,17 @@ blur, noise; flip only for the pose autoencoder).
 from __future__ import annotations
 
 import argparse
+import datetime
+import gc
+import importlib
 import json
 import math
 import os
 import random
 import sys
 import time
+import traceback
+import weakref
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -58,6 +63,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True                        # bfloat16 autocast on CUDA
     val_max_windows: int | None = 20000     # cap per-epoch validation cost
+    dist_timeout_s: float = 1800.0          # DDP: a collective waiting longer than this fails (hung peer)
 
     @classmethod
     def load(cls, path: Path, overrides: list[str]) -> TrainConfig:
@@ -71,17 +77,62 @@ class TrainConfig:
         return cls(**values)
 
 
-def distributed_setup(device_name: str) -> tuple[int, int, torch.device]:
+def distributed_setup(device_name: str, timeout_s: float = 1800.0) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
     if world > 1:
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        # Import before init_process_group: torch.distributed.nn's functions take `group=group.WORLD` as
+        # a default argument, evaluated at import. DistributedDataParallel imports it (through
+        # torch._dynamo); imported after init, those defaults hold the live WORLD group forever, so
+        # destroy_process_group cannot free it and gloo's worker threads outlive the interpreter. One of
+        # them then drops the last collective's work during interpreter shutdown, needs the GIL for its
+        # tensors, is ended by Python and aborts the process ("terminate called without an active
+        # exception"). Imported first, the defaults are None.
+        importlib.import_module("torch.distributed.nn")
+
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
     rank = dist.get_rank() if world > 1 else 0
     if use_cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         return rank, world, torch.device("cuda", local)
     return rank, world, torch.device("cpu")
+
+
+def distributed_teardown(world: int, *, succeeded: bool) -> bool:
+    """Destroy the process group on every rank before the process exits; True if it is gone.
+
+    After a successful run the ranks first meet at a barrier, so no rank tears down its connections
+    while a peer still waits on a collective. After a failure there is no barrier (the failed peer may
+    never reach it): the group is destroyed at once, which closes this rank's connections, so peers
+    blocked on it fail instead of hanging (and the process-group timeout bounds the rest).
+    The group is gone only when nothing references it any more: its backend's destructor then joins
+    gloo's worker threads while the interpreter is still alive. Call this after the DDP wrapper (which
+    holds the group) has been released.
+    """
+    if world <= 1 or not (dist.is_available() and dist.is_initialized()):
+        return True
+    group = weakref.ref(dist.group.WORLD)
+    try:
+        if succeeded:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    gc.collect()
+    released = group() is None
+    if not released:
+        print("warning: the process group is still referenced after destroy_process_group; its worker "
+              "threads may outlive the interpreter", file=sys.stderr, flush=True)
+    return released
+
+
+def close_loader(loader: torch.utils.data.DataLoader) -> None:
+    """Shut down a DataLoader's workers (and pin-memory thread) now rather than at garbage collection."""
+    iterator = getattr(loader, "_iterator", None)
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+    loader._iterator = None
 
 
 def seed_everything(seed: int) -> None:
@@ -165,7 +216,25 @@ def plot_history(history: list[dict[str, float]], path: Path) -> None:
 def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     if config.method not in (*METHODS, "autoencoder"):
         raise ValueError(f"unknown method {config.method!r}")
-    rank, world, device = distributed_setup(config.device)
+    rank, world, device = distributed_setup(config.device, config.dist_timeout_s)
+    try:
+        result = _train(config, resume, rank, world, device)
+    except BaseException as failure:
+        if world > 1:  # the traceback keeps _train's locals (the DDP wrapper holds the group) alive
+            traceback.clear_frames(failure.__traceback__)
+        try:
+            distributed_teardown(world, succeeded=False)
+        except Exception as error:  # keep the original error; this one is only a consequence
+            print(f"rank {rank}: process group teardown after the failure also failed: {error}",
+                  file=sys.stderr, flush=True)
+        raise
+    # _train's frame (and with it the DDP wrapper, which holds the group) is gone here.
+    if distributed_teardown(world, succeeded=True) and world > 1 and rank == 0:
+        print("DDP: process group destroyed, its threads joined", flush=True)
+    return result
+
+
+def _train(config: TrainConfig, resume: bool, rank: int, world: int, device: torch.device) -> dict[str, Any]:
     seed_everything(config.seed + rank)
     out = Path(config.out)
     is_main = rank == 0
@@ -213,45 +282,47 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if config.amp and device.type == "cuda" else None
-    for epoch in range(start_epoch, config.epochs):
-        set_epoch(loader, epoch)
-        model.train()
-        started, losses = time.monotonic(), []
-        for batch in tqdm(loader, desc=f"{config.method} epoch {epoch + 1}/{config.epochs}", unit="batch",
-                          disable=not is_main, leave=False):
-            batch = to_device(batch, device)
-            if autocast:
-                with autocast:
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            set_epoch(loader, epoch)
+            model.train()
+            started, losses = time.monotonic(), []
+            for batch in tqdm(loader, desc=f"{config.method} epoch {epoch + 1}/{config.epochs}", unit="batch",
+                              disable=not is_main, leave=False):
+                batch = to_device(batch, device)
+                if autocast:
+                    with autocast:
+                        loss = objective(batch)
+                else:
                     loss = objective(batch)
-            else:
-                loss = objective(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-        if is_main:
-            record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else math.nan,
-                      "lr": scheduler.get_last_lr()[0], "seconds": round(time.monotonic() - started, 1),
-                      **validate(model, config, device)}
-            history.append(record)
-            improved = record.get("ife", record["loss"]) < best
-            best = min(best, record.get("ife", record["loss"]))
-            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
-                     "history": history, "best": best, "metrics": record, "data": config.train}
-            save_checkpoint(out / "last.pt", model, config.method, config.model, **state)
-            if improved:
-                save_checkpoint(out / "best.pt", model, config.method, config.model, **state)
-            (out / "metrics.json").write_text(json.dumps({"method": config.method, "history": history}, indent=2))
-            plot_history(history, out / "metrics.png")
-            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()),
-                  flush=True)
-        if world > 1:
-            dist.barrier()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                losses.append(loss.item())
+            if is_main:
+                record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else math.nan,
+                          "lr": scheduler.get_last_lr()[0], "seconds": round(time.monotonic() - started, 1),
+                          **validate(model, config, device)}
+                history.append(record)
+                improved = record.get("ife", record["loss"]) < best
+                best = min(best, record.get("ife", record["loss"]))
+                state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
+                         "history": history, "best": best, "metrics": record, "data": config.train}
+                save_checkpoint(out / "last.pt", model, config.method, config.model, **state)
+                if improved:
+                    save_checkpoint(out / "best.pt", model, config.method, config.model, **state)
+                (out / "metrics.json").write_text(json.dumps({"method": config.method, "history": history}, indent=2))
+                plot_history(history, out / "metrics.png")
+                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()),
+                      flush=True)
+            if world > 1:
+                dist.barrier()
+    finally:
+        close_loader(loader)  # DataLoader workers / pin-memory thread end here, not at exit
     if world > 1:
         _check_replicas_agree(model, world)
-        dist.destroy_process_group()
     return {"history": history, "best": best}
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exlow_pose_ros.keypoints import NUM_KEYPOINTS
+from exlow_pose_ros.core.keypoints import NUM_KEYPOINTS
 
 from .image_encoder import PIXEL_MEAN, PIXEL_STD, FrameCNN, FrameCNNConfig
 from .losses import pose_loss

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from exlow_pose_ros.keypoints import NUM_KEYPOINTS
+from exlow_pose_ros.core.keypoints import NUM_KEYPOINTS
 
 from .losses import pose_loss
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exlow_pose_ros.keypoints import COCO17_SIGMAS, NUM_KEYPOINTS
+from exlow_pose_ros.core.keypoints import COCO17_SIGMAS, NUM_KEYPOINTS
 
 from .image_encoder import ExLowImageEncoder, ImageEncoderConfig
 from .losses import pose_loss

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exlow_pose_ros.keypoints import COCO17_NAMES
+from exlow_pose_ros.core.keypoints import COCO17_NAMES
 
 # Points beyond COCO-17 that a clip also carries: they bound the body (person boxes) and give
 # limbs their ends and directions when rendering.

@@ -4,7 +4,7 @@
     resampled to random frame rates; one track per (clip, camera, frame rate).
 (b) Penn Action's human-annotated 2D tracks with its official train/test split.
 
-Keypoints are in the crop convention of exlow_pose_ros.crop over the square region of the person box.
+Keypoints are in the crop convention of exlow_pose_ros.core.crop over the square region of the person box.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from exlow_pose_ros.crop import normalise_keypoints, square_region
-from exlow_pose_ros.keypoints import NUM_KEYPOINTS
+from exlow_pose_ros.core.crop import normalise_keypoints, square_region
+from exlow_pose_ros.core.keypoints import NUM_KEYPOINTS
 
 from ..dataset_format import SPLITS, DatasetWriter
 from . import cmu_mocap, penn_action
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     writer = DatasetWriter(args.out, "motion", "exlow_pose_training.motion.corpus", provenance={
         "method": "COCO-17 pose sequences: CMU mocap projected through random virtual cameras, and Penn Action "
-                  "2D annotations; keypoints in exlow_pose_ros.crop coordinates over square_region(person box)",
+                  "2D annotations; keypoints in exlow_pose_ros.core.crop coordinates over square_region(person box)",
         "cmu_mocap": None if args.no_cmu else {
             "root": str(cmu_root), "licence": CMU_LICENCE, "subject_splits": args.cmu_splits,
             "split_reason": "by subject, so no person is in two splits; 3 subjects: 01 (playground) and 02 (walk, "

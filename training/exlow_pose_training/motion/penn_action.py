@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from exlow_pose_ros.keypoints import COCO17_NAMES, NUM_KEYPOINTS
+from exlow_pose_ros.core.keypoints import COCO17_NAMES, NUM_KEYPOINTS
 
 PENN_JOINTS: tuple[str, ...] = (
     "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from exlow_pose_ros.provenance import file_sha256
+from exlow_pose_ros.core.provenance import file_sha256
 
 from ..dataset_format import SPLITS, WINDOW_LENGTH, DatasetWriter, parse_fractions
 from ..motion import cmu_mocap
@@ -388,7 +388,7 @@ def run(args: argparse.Namespace) -> int:
     provenance = {
         "method": "volumetric bodies (convex hulls of spheres around the clip skeleton) with varied shapes, skin, "
                   "hair, clothes and carried bags, over people-free real video plates; shadows, lighting changes, "
-                  "occluders, motion blur, defocus, sensor noise, JPEG; crops by exlow_pose_ros.crop",
+                  "occluders, motion blur, defocus, sensor noise, JPEG; crops by exlow_pose_ros.core.crop",
         "motion_source": {"root": str(args.motion), "dataset": "CMU Graphics Lab Motion Capture Database",
                           "licence": CMU_LICENCE},
         "videos": [{"path": str(v), "sha256": file_sha256(v),

@@ -1,5 +1,5 @@
 """Rendering one frame: a volumetric person over a background patch, then the camera's degradations,
-then the 16x16 crop cut by the crop convention (exlow_pose_ros.crop) exactly as for real video.
+then the 16x16 crop cut by the crop convention (exlow_pose_ros.core.crop) exactly as for real video.
 
 Only a patch of the virtual frame around the person is made: the crop square plus a margin, at the
 frame's own resolution, so a 12 px person costs as little as a 150 px one. Parts are drawn far to near
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from exlow_pose_ros.crop import SquareRegion, cut_crop, normalise_keypoints, square_region
-from exlow_pose_ros.keypoints import NUM_KEYPOINTS
+from exlow_pose_ros.core.crop import SquareRegion, cut_crop, normalise_keypoints, square_region
+from exlow_pose_ros.core.keypoints import NUM_KEYPOINTS
 
 from ..motion.cameras import PinholeCamera, project
 from ..motion.clip import CLIP_POINT_NAMES
@@ -106,7 +106,7 @@ class RenderedFrame:
     image: np.ndarray          # the patch after all effects, RGB uint8; frame pixel (x, y) is image[y - y0, x - x0]
     origin: tuple[int, int]    # (x0, y0): the patch's top-left pixel in the frame
     box: np.ndarray            # (4,) person box: bbox of the visible rendered silhouette, frame pixels
-    region: SquareRegion       # crop square in frame pixels (exlow_pose_ros.crop.square_region(box))
+    region: SquareRegion       # crop square in frame pixels (exlow_pose_ros.core.crop.square_region(box))
     crop: np.ndarray           # (16, 16, 3) RGB uint8
     pixels: np.ndarray         # (17, 2) exact projected keypoints, frame pixels
     keypoints: np.ndarray      # (17, 2) crop coordinates (normalise_keypoints(pixels, region))

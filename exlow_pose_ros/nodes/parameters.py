@@ -1,4 +1,4 @@
-"""Node parameters from one schema YAML per node (exlow_pose_ros/parameter_schemas/<node>.yaml): type, default,
+"""Node parameters from one schema YAML per node (exlow_pose_ros/nodes/parameter_schemas/<node>.yaml): type, default,
 description, range and whether it may change at run time. Nodes declare exactly these, with descriptors ROS
 tools show and enforce (`ros2 param describe`, ranges, read-only), reject parameters they do not have (a typo
 must not be ignored silently), and `--help` prints them.
@@ -14,7 +14,7 @@ Schema format (one entry per parameter):
       dynamic: true           # optional: `ros2 param set` may change it while the node runs
 
 The ROS params files config/<node>.yaml (`--params-file`, the launch file's `params_file`) hold every default;
-`python -m exlow_pose_ros.parameters` rewrites them from the schemas, and a test keeps the two in step.
+`python -m exlow_pose_ros.nodes.parameters` rewrites them from the schemas, and a test keeps the two in step.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class ParameterSpec:
 
 def schema_text(node_name: str) -> str:
     """The schema YAML of a node, from the installed package (package data, wherever it is installed)."""
-    resource = resources.files(PACKAGE) / "parameter_schemas" / f"{node_name}.yaml"
+    resource = resources.files(__package__) / "parameter_schemas" / f"{node_name}.yaml"
     if not resource.is_file():
         raise ValueError(f"no parameter schema for node {node_name!r}; known: {', '.join(NODE_NAMES)}")
     return resource.read_text()
@@ -181,8 +181,8 @@ def params_file_text(node_name: str) -> str:
     """A ROS 2 params file with every parameter of the node at its default, each described in a comment.
     `/**/name` matches the node in any namespace, so one file serves every launch."""
     lines = [f"# ROS 2 parameters of {NODE_NAMES[node_name]} at their defaults: --ros-args --params-file this file.",
-             f"# Written from exlow_pose_ros/parameter_schemas/{node_name}.yaml by",
-             "# `python -m exlow_pose_ros.parameters`; copy it and change what you need (unknown names are",
+             f"# Written from exlow_pose_ros/nodes/parameter_schemas/{node_name}.yaml by",
+             "# `python -m exlow_pose_ros.nodes.parameters`; copy it and change what you need (unknown names are",
              "# refused at start-up).",
              f"/**/{NODE_NAMES[node_name]}:", "  ros__parameters:"]
     for spec in load_schema(node_name).values():

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.assets import default_model as shipped_model
 from .demo import command, ros_args
 
 NAMESPACE = f"/exlow_soak_{os.getpid()}"
@@ -121,21 +122,12 @@ class Scene:
         return [p for p in self.people if self.rng.random() >= self.args.hidden]
 
 
-def default_model(out: Path) -> Path:
-    """The shipped model, else an untrained PTEN exported into `out` (latency and memory do not need weights)."""
-    from .shipped_files import default_model as shipped
-
-    model = shipped()
-    if model.is_file():
-        return model
-    try:
-        from exlow_pose_training.export import export_onnx
-        from exlow_pose_training.models import build_model
-    except ImportError:
-        raise SystemExit("exlow_pose_soak: no shipped model and no exlow_pose_training to export one: give --model"
-                         ) from None
-    model = out / "pten_untrained.onnx"
-    export_onnx(build_model("pten").eval(), model, "pten")
+def default_model() -> Path:
+    """The shipped model (models/ is part of the package)."""
+    model = shipped_model()
+    if not model.is_file():
+        raise SystemExit(f"exlow_pose_soak: the shipped model {model} is missing: reinstall the package or give "
+                         "--model")
     return model
 
 
@@ -238,11 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
-    from .conversions import pixel_box, stamp_key
-    from .crop import square_region
-    from .image_conversion import numpy_to_image
+    from ..core.crop import square_region
+    from ..nodes.conversions import pixel_box, stamp_key
+    from ..nodes.image_conversion import numpy_to_image
 
-    model = args.model.resolve() if args.model else default_model(args.out)
+    model = args.model.resolve() if args.model else default_model()
     logs = {name: (args.out / f"{name}.log").open("w") for name in ("pose", "tracker", "source")}
     processes: dict[str, subprocess.Popen] = {"pose": subprocess.Popen(
         command("exlow_pose_pose", "exlow_pose_ros.nodes.pose_node") + ros_args(NAMESPACE, {"__node": POSE_NODE}, {
@@ -256,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                 "image_size": args.tracker_imgsz, "reliable_input": True}),
             stdout=logs["tracker"], stderr=subprocess.STDOUT)
         processes["source"] = subprocess.Popen(
-            command("exlow_pose_video_source", "exlow_pose_ros.nodes.video_source_node") + ros_args(
+            command("exlow_pose_video_source", "exlow_pose_ros.tools.video_source_node") + ros_args(
                 tracker_ns, {"image_raw": "image"}, {"video_path": str(args.tracker_video.resolve()),
                                                       "rate": str(args.rate), "loop": True, "stamp_source": "now",
                                                       # best-effort megabyte images lose fragments on a busy host

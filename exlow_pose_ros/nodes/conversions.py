@@ -17,11 +17,11 @@ from exlow_pose_msgs.msg import (
 )
 from std_msgs.msg import Header
 
-from .crop import CROP_SIZE, SquareRegion, square_region
+from ..core.crop import CROP_SIZE, SquareRegion, square_region
+from ..core.keypoints import NUM_KEYPOINTS
+from ..core.person_tracker import TrackedBox
+from ..core.pose_estimator import PersonObservation, SkeletonEstimate
 from .image_conversion import ImageConversionError, image_to_numpy, numpy_to_image
-from .keypoints import NUM_KEYPOINTS
-from .person_tracker import TrackedBox
-from .pose_estimator import PersonObservation, SkeletonEstimate
 
 
 def pixel_box(box: tuple[float, float, float, float]) -> PixelBox:
@@ -164,28 +164,3 @@ def skeleton_array(header: Header, width: int, height: int, estimates: list[Skel
 
 def stamp_key(header: Header) -> tuple[int, int]:
     return int(header.stamp.sec), int(header.stamp.nanosec)
-
-
-# A stamp this far behind the last one starts a new stream (a bag played in a loop, a restarted camera or
-# simulation); anything less far behind is a late or repeated frame.
-STREAM_RESTART_NS = 2_000_000_000
-
-
-class StampOrder:
-    """Checks that frames come in capture order. `check(stamp)` says "next" (later than every frame so far),
-    "late" (older or repeated: to be dropped, it would corrupt the per-track histories) or "restart" (more
-    than STREAM_RESTART_NS behind: a new stream, which a node must not ignore for the rest of its life)."""
-
-    def __init__(self, restart_after_ns: int = STREAM_RESTART_NS) -> None:
-        self.restart_after_ns = restart_after_ns
-        self.last: tuple[int, int] | None = None
-
-    def check(self, stamp: tuple[int, int]) -> str:
-        if self.last is None or stamp > self.last:
-            self.last = stamp
-            return "next"
-        behind = (self.last[0] - stamp[0]) * 1_000_000_000 + self.last[1] - stamp[1]
-        if behind > self.restart_after_ns:
-            self.last = stamp
-            return "restart"
-        return "late"

@@ -3,7 +3,7 @@
 
 Pacing is one frame per timer tick (rcl timers do not drift); with `pipeline_ack_topic` a frame is only
 published while fewer than `max_unacked_frames` frames wait for the pipeline's ack. Reading and stamping
-live in exlow_pose_ros.video_source.
+live in exlow_pose_ros.tools.video_source.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from ..image_conversion import numpy_to_image
-from ..parameters import declare
-from ..video_source import AckWindow, VideoReader, VideoSourceError, publish_rate, to_encoding, video_stamp_ns
-from .runner import run_node
+from ..nodes.image_conversion import numpy_to_image
+from ..nodes.parameters import declare
+from ..nodes.runner import run_node
+from .video_source import AckWindow, VideoReader, VideoSourceError, publish_rate, to_encoding, video_stamp_ns
 
 NODE_NAME = "video_source_node"
 DESCRIPTION = ("Publishes the frames of a video file (OpenCV) as sensor_msgs/Image on image_raw, paced at the "

@@ -1,7 +1,7 @@
 """exlow_pose_recorder: records topics into a rosbag2 bag (MCAP by default) without rosbag2.
 
 Subscribes raw (serialized CDR bytes) to every listed topic and writes the bytes as received through
-exlow_pose_ros.bag_io (the rosbags package): nothing is deserialised, so any message type whose Python
+exlow_pose_ros.tools.bag_io (the rosbags package): nothing is deserialised, so any message type whose Python
 class is installed can be recorded, and what is in the bag is exactly what was on the wire.
 
 QoS: per topic, reliable when every publisher found offers reliable, best effort otherwise (as ros2 bag
@@ -29,9 +29,9 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import WriterError
 from std_msgs.msg import Header
 
-from ..bag_io import BagError, BagWriter, MessageTypes, cdr_header, parse_topic_entry
-from ..parameters import declare
-from .runner import run_node
+from ..nodes.parameters import declare
+from ..nodes.runner import run_node
+from .bag_io import BagError, BagWriter, MessageTypes, cdr_header, parse_topic_entry
 
 NODE_NAME = "bag_recorder_node"
 DESCRIPTION = ("Records topics into a rosbag2 bag (MCAP or sqlite3) with the rosbags package, storing each "

@@ -8,7 +8,7 @@ so each track's last frames are flushed with edge-padded windows at the end of t
 frame gets a skeleton.
 
 JSON written to --out-json (pixels: continuous coordinates, origin at the top-left corner of the
-top-left pixel, as in the crop convention; keypoints in COCO-17 order, exlow_pose_ros.keypoints):
+top-left pixel, as in the crop convention; keypoints in COCO-17 order, exlow_pose_ros.core.keypoints):
 
     {
       "video": "path/of/input.avi",
@@ -36,7 +36,7 @@ tracks, PoseEstimator's bound); the summary then warns.
 
 The annotated video (--out-video; only when asked for) has one frame per entry of "frames", same size and
 fps as the input. It is H.264 .mp4 where this OpenCV can write it, else VP8 .webm (browsers play both; the
-suffix changes and a log line says so), mp4v only as a last resort (exlow_pose_ros.video_writer).
+suffix changes and a log line says so), mp4v only as a last resort (exlow_pose_ros.tools.video_writer).
 
 --out-coco writes the same skeletons in the COCO keypoint results format (what pycocotools' COCO.loadRes and
 COCOeval read), a JSON list with one entry per person per frame, in the order of "frames" and "persons":
@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Iterable
@@ -68,11 +67,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .backends import BACKENDS, BackendError, create_backend
-from .crop import cut_crop, square_region
-from .drawing import draw_skeletons, draw_tracked_boxes
-from .person_tracker import TRACKERS, PersonTracker, TrackedBox, TrackerError
-from .pose_estimator import (
+from ..core.assets import default_detector, default_model, keypoint_calibration
+from ..core.backends import BACKENDS, BackendError, create_backend
+from ..core.crop import rgb_crop, square_region
+from ..core.drawing import draw_skeletons, draw_tracked_boxes
+from ..core.person_tracker import TRACKERS, PersonTracker, TrackedBox, TrackerError
+from ..core.pose_estimator import (
     KEYPOINT_SOURCES,
     FrameSkeletons,
     FrameStream,
@@ -80,10 +80,9 @@ from .pose_estimator import (
     PoseEstimator,
     SkeletonEstimate,
 )
-from .provenance import file_sha256
-from .shipped_files import default_model, keypoint_calibration
+from ..core.provenance import file_sha256
+from ..core.windows import OUTPUT_INDEX
 from .video_writer import VideoOutput, VideoWriterError, open_video_writer
-from .windows import OUTPUT_INDEX
 
 PROG = "exlow_pose_video"
 STAGES = ("read", "detector", "crop", "pose", "draw")
@@ -99,10 +98,8 @@ def observe(bgr: np.ndarray, tracked: Iterable[TrackedBox], stamp: Any) -> list[
     persons = []
     for person in tracked:
         region = square_region(person.box)
-        # Cut from BGR and flip the 16x16 result: same pixels as converting the whole frame first, far cheaper.
-        crop = np.ascontiguousarray(cut_crop(bgr, region)[..., ::-1])
-        persons.append(PersonObservation(person.track_id, person.box, person.score, region, crop, stamp,
-                                         person.keypoints))
+        persons.append(PersonObservation(person.track_id, person.box, person.score, region, rgb_crop(bgr, region),
+                                         stamp, person.keypoints))
     return persons
 
 
@@ -124,16 +121,11 @@ def coco_results(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for frame in frames for person in frame["persons"]]
 
 
-def default_detector() -> Path:
-    assets = os.environ.get("EXLOW_POSE_ASSETS") or str(Path(__file__).resolve().parents[1] / "assets")
-    return Path(assets) / "models" / "yolo11n-pose.pt"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Run the exlow_pose pipeline (person tracker -> 16x16 crops -> PTEN pose) on a video "
         "file without ROS; write every tracked person's COCO-17 skeleton per frame as JSON (schema: "
-        "pydoc exlow_pose_ros.offline), optionally as COCO keypoint results and an annotated video.")
+        "pydoc exlow_pose_ros.tools.offline), optionally as COCO keypoint results and an annotated video.")
     parser.add_argument("video", type=Path, help="input video file (anything OpenCV reads)")
     parser.add_argument("--model", type=Path, default=default_model(), help="pose model: exported .onnx (or "
                         "checkpoint for --backend torch; default: the shipped %(default)s)")

@@ -2,7 +2,7 @@
 nothing else (README, "Model contract").
 
 Input  `crops`: float32 [N, 5, 3, 16, 16]: for each of N tracks, its last 5 crops (oldest first),
-       RGB, values in [0, 1], each cut by the crop convention (README; exlow_pose_ros.crop).
+       RGB, values in [0, 1], each cut by the crop convention (README; exlow_pose_ros.core.crop).
 Output `poses`: float32 [N, 5, 17, 2]: the 5 frames' COCO-17 keypoints (x, y) in crop coordinates,
        [-1, 1] over each frame's own crop region. Read index 2 (the centre frame, the paper's output,
        two frames of delay) or index 4 (the newest frame, no delay).

@@ -2,7 +2,7 @@
 
 video source -> tracker -> pose -> recorder (rosbag2, MCAP). The source publishes the next frame when the
 pose node acknowledges the last one, so a slow CPU loses no frame. This process watches the topics,
-writes the annotated video (H.264 .mp4 where OpenCV can, else VP8 .webm: exlow_pose_ros.video_writer),
+writes the annotated video (H.264 .mp4 where OpenCV can, else VP8 .webm: exlow_pose_ros.tools.video_writer),
 shows progress on stderr (frames the pose node acknowledged, of the video's), checks the bag reads back, and
 prints a summary (frames, persons, tracks, skeletons per second, time per stage).
 """
@@ -24,18 +24,15 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from ..core.assets import assets_dir, default_detector
+
 PROG = "exlow_pose_demo"
-REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "/exlow_pose"
 ACK_TOPIC = f"{NAMESPACE}/processed"
 CAMERA = "/camera"
 IMAGE_TOPIC = f"{CAMERA}/image_raw"
 # Besides the recorder's default set (compressed images, camera_info, skeletons, markers, diagnostics).
 TRACKED_TOPIC = f"{NAMESPACE}/tracked_persons:exlow_pose_msgs/msg/TrackedPersonArray"
-
-
-def assets_dir() -> Path:
-    return Path(os.environ.get("EXLOW_POSE_ASSETS", REPO / "assets"))
 
 
 def command(executable: str, module: str) -> list[str]:
@@ -154,7 +151,7 @@ class Watcher:
         self.observed.acks += 1
 
     def on_annotated(self, message) -> None:
-        from .image_conversion import image_to_numpy
+        from ..nodes.image_conversion import image_to_numpy
         from .video_writer import open_video_writer
 
         frame = image_to_numpy(message)
@@ -211,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="exlow_pose_demo", description=__doc__.strip().splitlines()[0])
     parser.add_argument("--video", type=Path, default=assets_dir() / "videos" / "vtest.avi")
     parser.add_argument("--model", type=Path, default=None, help="pose model .onnx (default: the shipped one)")
-    parser.add_argument("--detector", type=Path, default=assets_dir() / "models" / "yolo11n-pose.pt")
+    parser.add_argument("--detector", type=Path, default=default_detector())
     parser.add_argument("--backend", default="onnxruntime", choices=("auto", "onnxruntime", "tensorrt", "torch"))
     parser.add_argument("--mode", default="centre", choices=("centre", "latest"))
     parser.add_argument("--keypoints", default="detector", choices=("detector", "model"),
@@ -249,12 +246,12 @@ def main(argv: list[str] | None = None) -> int:
                        "ack_topic": ACK_TOPIC, "reliable_image": True}
     if args.model:
         pose_parameters["model_path"] = str(args.model.resolve())
-    from .parameters import load_schema
+    from ..nodes.parameters import load_schema
 
     topics = [*load_schema("bag_recorder_node")["topics"].default, TRACKED_TOPIC,
               *([f"{IMAGE_TOPIC}:sensor_msgs/msg/Image"] if args.record_images else [])]
     processes = {
-        "recorder": start("recorder", command("exlow_pose_recorder", "exlow_pose_ros.nodes.bag_recorder_node")
+        "recorder": start("recorder", command("exlow_pose_recorder", "exlow_pose_ros.tools.bag_recorder_node")
                           + ros_args(None, {}, {"topics": topics, "output": str(args.out / "bag")})),
         "pose": start("pose", command("exlow_pose_pose", "exlow_pose_ros.nodes.pose_node")
                       + ros_args(NAMESPACE, {"image": IMAGE_TOPIC, "camera_info": f"{CAMERA}/camera_info"},
@@ -271,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         # The source waits for every image subscriber: tracker, pose node (annotated image), and the recorder
         # when it records images. The tracker subscribes only once its detector is loaded.
         processes["source"] = start("source", command("exlow_pose_video_source",
-                                                      "exlow_pose_ros.nodes.video_source_node")
+                                                      "exlow_pose_ros.tools.video_source_node")
                                     + ros_args(CAMERA, {}, {
                                         "video_path": str(args.video.resolve()), "reliable": True, "rate": "max",
                                         "exit_at_end": True, "wait_for_subscribers": 3 if args.record_images else 2,

@@ -77,6 +77,13 @@ def cut_crop(image: np.ndarray, region: SquareRegion, size: int = CROP_SIZE) -> 
     return resized.reshape(size, size, *image.shape[2:])
 
 
+def rgb_crop(bgr: np.ndarray, region: SquareRegion) -> np.ndarray:
+    """The RGB 16x16 crop (what the model reads) of a BGR frame (what OpenCV and the detector use): cut from the
+    BGR frame and only the crop flipped, not the whole frame. Area resizing works per channel, so this is
+    bit-identical to cutting from an RGB copy of the frame, and far cheaper."""
+    return np.ascontiguousarray(cut_crop(bgr, region)[..., ::-1])
+
+
 def normalise_keypoints(xy: np.ndarray, region: SquareRegion) -> np.ndarray:
     """Pixel coordinates (..., 2) -> crop coordinates in [-1, 1] over `region` (float32)."""
     origin = np.array([region.x0, region.y0], dtype=np.float64)

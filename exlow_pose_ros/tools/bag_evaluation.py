@@ -3,7 +3,7 @@ topic (a teacher run on the full-resolution images, say) in the same bag. How us
 
 Frames are the reference topic's stamps in order. In each frame our skeletons are matched to the reference
 ones by greedy box IoU (>= --min-iou): track ids of two trackers need not agree. Keypoints are compared in
-the crop coordinates of the reference box (exlow_pose_ros.crop), the units of the paper's numbers; a
+the crop coordinates of the reference box (exlow_pose_ros.core.crop), the units of the paper's numbers; a
 reference joint counts when its score is at least --min-score. Each of our tracks' runs of consecutive
 matched frames give 5-frame windows (stride 1), as in the datasets.
 """
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.crop import normalise_keypoints, square_region
+from ..core.metrics import evaluate_poses
+from ..core.windows import WINDOW_LENGTH
 from .bag_io import BagError, read_bag
-from .crop import normalise_keypoints, square_region
-from .metrics import evaluate_poses
-from .windows import WINDOW_LENGTH
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,4 +1,6 @@
-"""Torch backend: runs a training checkpoint directly (needs the exlow_pose_training package)."""
+"""Torch backend: runs a training checkpoint directly. It lives with training (torch and the model classes) and
+reaches the runtime's create_backend("torch") through the entry point group `exlow_pose.backends`
+(training/pyproject.toml), so the runtime never imports training."""
 
 from __future__ import annotations
 
@@ -6,22 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..error_text import first_line
-from ..model_contract import contract
-from .base import BackendError, PoseBackend
+from exlow_pose_ros.core.backends.base import BackendError, PoseBackend
+from exlow_pose_ros.core.error_text import first_line
+from exlow_pose_ros.core.model_contract import contract
+
+from .checkpoints import load_model
 
 
 class TorchBackend(PoseBackend):
     name = "torch"
 
     def __init__(self, checkpoint_path: str | Path, device: str = "cpu", threads: int = 0) -> None:
-        try:
-            import torch
+        import torch
 
-            from exlow_pose_training.checkpoints import load_model
-        except ImportError as error:
-            raise BackendError(f"backend 'torch' needs torch and the exlow_pose_training package ({error}); "
-                               "use backend 'onnxruntime' with an exported model instead") from None
         path = Path(checkpoint_path)
         if not path.is_file():
             raise BackendError(f"checkpoint {path} not found: train one with exlow-pose-train or use an .onnx model")

@@ -132,7 +132,7 @@ def open_video_writer(path: Path, fps: float, size: tuple[int, int]) -> VideoOut
 
 
 def main() -> int:
-    """`python -m exlow_pose_ros.video_writer`: which codecs this OpenCV writes."""
+    """`python -m exlow_pose_ros.tools.video_writer`: which codecs this OpenCV writes."""
     for codec in CODECS:
         print(f"{codec.fourcc} ({codec.name}, {codec.suffix}): {'yes' if codec_works(codec) else 'no'}")
     return 0

@@ -1,0 +1,1 @@
+"""Tools around the nodes: demo, soak, offline CLI, video source and recorder nodes, bag IO and evaluation."""
