@@ -284,3 +284,28 @@ def test_keypoint_calibration_recovers_a_known_miscalibration_and_round_trips(tm
         KeypointCalibration.load(tmp_path / "bad.json")
     with pytest.raises(CalibrationError, match="not found"):
         KeypointCalibration.load(tmp_path / "absent.json")
+
+
+def test_keypoint_calibration_learns_that_smaller_people_are_less_reliable(tmp_path):
+    import json
+
+    from exlow_pose_ros.core.keypoint_calibration import KeypointCalibration, fit_calibration, logit, size_feature
+
+    rng = np.random.default_rng(1)
+    joint = rng.integers(0, 17, 80_000)
+    confidence = rng.uniform(0.05, 0.95, joint.shape)
+    height = rng.uniform(10, 60, joint.shape)  # px
+    truth = 1 / (1 + np.exp(-(logit(confidence) + 0.8 * size_feature(height))))  # same confidence, less when small
+    correct = rng.random(joint.shape) < truth
+    calibration = fit_calibration(confidence, correct, joint, {"data": "test"}, box_height=height)
+    np.testing.assert_allclose(calibration.size_slope, 0.8, atol=0.15)
+    same = np.full((2, 17), 0.7)
+    small, large = calibration(same, np.array([12.0, 48.0]))
+    assert (small < large - 0.1).all()
+    np.testing.assert_allclose(calibration(same[0], None), calibration(same[0], 24.0), atol=1e-6)  # the reference
+    calibration.save(tmp_path / "c.json")
+    np.testing.assert_allclose(KeypointCalibration.load(tmp_path / "c.json").size_slope, calibration.size_slope)
+    old = json.loads((tmp_path / "c.json").read_text())
+    del old["size_slope"]  # a calibration written before the size term
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert (KeypointCalibration.load(tmp_path / "old.json").size_slope == 0).all()

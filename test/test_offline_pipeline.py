@@ -260,7 +260,8 @@ def test_cli_default_publishes_the_detectors_keypoints_smoothed_with_calibrated_
         expected = smooth_detector_keypoints(np.stack([t.keypoints for t in track]), 1)
         keypoints = np.array(person["keypoints"])
         np.testing.assert_allclose(keypoints[:, :2], expected[:, :2], atol=0.01)
-        np.testing.assert_allclose(keypoints[:, 2], calibration(expected[:, 2]), atol=1e-4)
+        box = track[1].box  # the described frame's own box: its height is the calibration's size term
+        np.testing.assert_allclose(keypoints[:, 2], calibration(expected[:, 2], box[3] - box[1]), atol=1e-4)
 
 
 def test_cli_json_follows_the_schema(centre_run, untrained_model):

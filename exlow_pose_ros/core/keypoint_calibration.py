@@ -1,15 +1,20 @@
 """Calibrated per-joint confidence for the detector's own keypoints.
 
 YOLO11n-pose's keypoint confidences are not probabilities: on people 12-32 px tall they are too sure (ECE
-0.12 on unseen scenes, README "Results"). A calibration maps each joint's confidence c to
-sigmoid(a_j * logit(c) + b_j), the probability that the (smoothed) keypoint is right (per-keypoint OKS >= 0.5),
-with a_j, b_j fitted on the training scenes (`exlow-pose-calibrate`) and shipped as JSON beside the model.
+0.12 on unseen scenes, README "Results"), and the same confidence means less on a smaller person. A calibration
+maps each joint's confidence c of a person whose box is h px tall to
+
+    sigmoid(a_j * logit(c) + b_j + s_j * log(h / REFERENCE_HEIGHT)),
+
+the probability that the (smoothed) keypoint is right (per-keypoint OKS >= 0.5), with a_j, b_j, s_j fitted on
+the training scenes (`exlow-pose-calibrate`) and shipped as JSON beside the model. A file without s_j (older
+calibrations) has s_j = 0: the size term is then off.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +23,7 @@ from .keypoints import NUM_KEYPOINTS
 
 EPSILON = 1e-4
 SLOPE_RANGE = (0.1, 3.0)
+REFERENCE_HEIGHT = 24.0  # px: the size term is 0 for a person this tall
 
 
 class CalibrationError(ValueError):
@@ -29,20 +35,32 @@ def logit(confidence: np.ndarray) -> np.ndarray:
     return np.log(clipped / (1 - clipped))
 
 
+def size_feature(box_height: np.ndarray | float) -> np.ndarray:
+    """log(h / REFERENCE_HEIGHT) of a person box height in px (at least 1 px)."""
+    return np.log(np.maximum(np.asarray(box_height, np.float64), 1.0) / REFERENCE_HEIGHT)
+
+
 @dataclass(frozen=True)
 class KeypointCalibration:
     slope: np.ndarray       # (17,)
     intercept: np.ndarray   # (17,)
     provenance: dict
+    size_slope: np.ndarray = field(default_factory=lambda: np.zeros(NUM_KEYPOINTS))  # (17,)
 
-    def __call__(self, confidence: np.ndarray) -> np.ndarray:
-        """(..., 17) detector confidences -> calibrated probabilities; 0 stays 0 (no keypoint)."""
-        calibrated = 1 / (1 + np.exp(-np.clip(self.slope * logit(confidence) + self.intercept, -30, 30)))
+    def __call__(self, confidence: np.ndarray, box_height: np.ndarray | float | None = None) -> np.ndarray:
+        """(..., 17) detector confidences of persons whose boxes are `box_height` px tall (shape (...); None:
+        the size term is left out) -> calibrated probabilities; 0 stays 0 (no keypoint)."""
+        score = self.slope * logit(confidence) + self.intercept
+        if box_height is not None:
+            score = score + self.size_slope * size_feature(box_height)[..., None]
+        calibrated = 1 / (1 + np.exp(-np.clip(score, -30, 30)))
         return np.where(np.asarray(confidence) > 0, calibrated, 0.0).astype(np.float32)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps({"kind": "exlow_pose.keypoint_calibration", "slope": self.slope.tolist(),
-                                          "intercept": self.intercept.tolist(), **self.provenance}, indent=2) + "\n")
+                                          "intercept": self.intercept.tolist(), "size_slope": self.size_slope.tolist(),
+                                          "reference_height_px": REFERENCE_HEIGHT, **self.provenance}, indent=2)
+                              + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> KeypointCalibration:
@@ -53,38 +71,51 @@ class KeypointCalibration:
         try:
             values = json.loads(path.read_text())
             slope, intercept = np.asarray(values["slope"], float), np.asarray(values["intercept"], float)
+            size_slope = np.asarray(values.get("size_slope", np.zeros(NUM_KEYPOINTS)), float)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise CalibrationError(f"keypoint calibration {path} is not readable ({error}); make it again with "
                                    "exlow-pose-calibrate") from None
-        if values.get("kind") != "exlow_pose.keypoint_calibration" or slope.shape != (NUM_KEYPOINTS,) or \
-                intercept.shape != (NUM_KEYPOINTS,) or not (np.isfinite(slope).all() and np.isfinite(intercept).all()):
+        if values.get("kind") != "exlow_pose.keypoint_calibration" or \
+                any(v.shape != (NUM_KEYPOINTS,) or not np.isfinite(v).all() for v in (slope, intercept, size_slope)):
             raise CalibrationError(f"keypoint calibration {path} is malformed (needs kind "
                                    f"'exlow_pose.keypoint_calibration' and {NUM_KEYPOINTS} finite slopes and "
                                    "intercepts); make it again with exlow-pose-calibrate")
-        return cls(slope, intercept, {k: v for k, v in values.items() if k not in ("slope", "intercept")})
+        ignored = ("slope", "intercept", "size_slope", "reference_height_px")
+        return cls(slope, intercept, {k: v for k, v in values.items() if k not in ignored}, size_slope)
 
 
 def fit_calibration(confidence: np.ndarray, correct: np.ndarray, joint: np.ndarray, provenance: dict,
-                    iterations: int = 50) -> KeypointCalibration:
-    """Per-joint logistic regression of `correct` on logit(confidence) (Newton's method, a small ridge)."""
-    slope, intercept = np.ones(NUM_KEYPOINTS), np.zeros(NUM_KEYPOINTS)
+                    box_height: np.ndarray | None = None, iterations: int = 50) -> KeypointCalibration:
+    """Per-joint logistic regression of `correct` on logit(confidence), and on the size term when `box_height`
+    (px, per sample) is given (Newton's method, a small ridge towards the identity map)."""
+    features = 3 if box_height is not None else 2
+    prior = np.array([1.0, 0.0, 0.0][:features])
+    slope, intercept, size_slope = np.ones(NUM_KEYPOINTS), np.zeros(NUM_KEYPOINTS), np.zeros(NUM_KEYPOINTS)
     for j in range(NUM_KEYPOINTS):
         chosen = joint == j
         if chosen.sum() < 20:
             continue
-        x = np.stack([logit(confidence[chosen]), np.ones(chosen.sum())], axis=1)
+        columns = [logit(confidence[chosen]), np.ones(chosen.sum())]
+        if box_height is not None:
+            columns.append(size_feature(box_height[chosen]))
+        x = np.stack(columns, axis=1)
         y = correct[chosen].astype(float)
-        weights = np.array([1.0, 0.0])
-        ridge = 1e-2 * len(y)  # keeps a joint with little data near the identity map
+        weights = prior.copy()
+        ridge = 1e-3 * len(y)  # keeps a joint with little data near the identity map
         for _ in range(iterations):
             p = 1 / (1 + np.exp(-np.clip(x @ weights, -30, 30)))
-            gradient = x.T @ (p - y) + ridge * (weights - [1.0, 0.0])
-            hessian = (x * (p * (1 - p))[:, None]).T @ x + ridge * np.eye(2)
+            gradient = x.T @ (p - y) + ridge * (weights - prior)
+            hessian = (x * (p * (1 - p))[:, None]).T @ x + ridge * np.eye(features)
             weights = weights - np.linalg.solve(hessian, gradient)
         if not SLOPE_RANGE[0] <= weights[0] <= SLOPE_RANGE[1]:  # saturated confidences (eyes): no step function
             weights[0] = np.clip(weights[0], *SLOPE_RANGE)
-            for _ in range(iterations):  # refit the intercept alone
+            for _ in range(iterations):  # refit the rest with the slope fixed
                 p = 1 / (1 + np.exp(-np.clip(x @ weights, -30, 30)))
-                weights[1] -= (p - y).sum() / max((p * (1 - p)).sum(), 1e-9)
-        slope[j], intercept[j] = weights
-    return KeypointCalibration(slope, intercept, provenance)
+                rest = x[:, 1:]
+                gradient = rest.T @ (p - y) + ridge * (weights[1:] - prior[1:])
+                hessian = (rest * (p * (1 - p))[:, None]).T @ rest + ridge * np.eye(features - 1)
+                weights[1:] = weights[1:] - np.linalg.solve(hessian, gradient)
+        slope[j], intercept[j] = weights[:2]
+        if box_height is not None:
+            size_slope[j] = weights[2]
+    return KeypointCalibration(slope, intercept, provenance, size_slope)

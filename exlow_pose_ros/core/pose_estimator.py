@@ -187,7 +187,7 @@ def smooth_detector_keypoints(points: np.ndarray, centre: int) -> np.ndarray:
 
 
 def detector_skeleton(window: list[PersonObservation], output_index: int,
-                      calibration: Callable[[np.ndarray], np.ndarray] | None = None) -> SkeletonEstimate | None:
+                      calibration: Callable[..., np.ndarray] | None = None) -> SkeletonEstimate | None:
     """The described frame's skeleton from the detector's own keypoints, smoothed over the frames of the
     window next to it (edge-padding copies are not frames), its confidences through `calibration`; None when
     the tracker sent no keypoints."""
@@ -198,7 +198,8 @@ def detector_skeleton(window: list[PersonObservation], output_index: int,
         abs(i - output_index) == 1 and o is not described and o.detector_keypoints is not None)]
     points = np.stack([o.detector_keypoints for o in frames]).astype(np.float64)
     smoothed = smooth_detector_keypoints(points, next(i for i, o in enumerate(frames) if o is described))
-    confidence = smoothed[:, 2] if calibration is None else calibration(smoothed[:, 2])
+    height = described.box[3] - described.box[1]  # the same confidence means less on a smaller person
+    confidence = smoothed[:, 2] if calibration is None else calibration(smoothed[:, 2], height)
     return SkeletonEstimate(described.track_id, described.stamp, described.box, smoothed[:, :2], described.score,
                             confidence)
 

@@ -12,17 +12,19 @@ from pathlib import Path
 
 import numpy as np
 
+from exlow_pose_ros.core.assets import SHIPPED_CALIBRATION
 from exlow_pose_ros.core.keypoint_calibration import fit_calibration
 
 from .dataset_format import ExLowDataset
-from .report import DEFAULT_CALIBRATION, keypoints_correct, reliability, smoothed_detector_runs, track_runs
+from .report import REPO, keypoints_correct, reliability, smoothed_detector_runs, track_runs
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="exlow-pose-calibrate", description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="results/datasets/scenes_train/tiny:train", metavar="DATASET:SPLIT",
                         help="a kind-'tiny' split of training scenes (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_CALIBRATION)
+    # The source checkout's models/ (what is shipped), not an installed copy of it.
+    parser.add_argument("--out", type=Path, default=REPO / "models" / SHIPPED_CALIBRATION)
     args = parser.parse_args(argv)
     root, _, split_name = args.data.rpartition(":")
     dataset = ExLowDataset(root)
@@ -38,15 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     chosen = tracked[:, None] & split.arrays["mask"]
     correct = keypoints_correct(poses, split)
     joint = np.broadcast_to(np.arange(17), chosen.shape)
-    calibration = fit_calibration(confidence[chosen], correct[chosen], joint[chosen], {
+    # The pose node calibrates each person's joints with its box height (the detector's box in the frame).
+    box_height = np.broadcast_to((split.arrays["box"][:, 3] - split.arrays["box"][:, 1])[:, None], chosen.shape)
+    calibration = fit_calibration(confidence[chosen], correct[chosen], joint[chosen], box_height=box_height[chosen],
+                                  provenance={
         "event": "per-keypoint OKS >= 0.5 of the detector's keypoints smoothed over the track (pose node default)",
         "data": args.data, "scenes": sorted({s.get("scene", s["name"]) for s in dataset.manifest["sources"]
                                               if s["split"] == split_name}),
         "detector": dataset.manifest["provenance"]["teacher"]["path"].split("/")[-1],
         "detector_sha256": dataset.manifest["provenance"]["teacher"]["sha256"],
         "fitted_joints": int(chosen.sum()), "command": " ".join(["exlow-pose-calibrate", *(argv or sys.argv[1:])])})
+    heights = (split.arrays["box"][:, 3] - split.arrays["box"][:, 1])
     before = reliability(confidence[chosen], correct[chosen])["ece"]
-    after = reliability(calibration(np.nan_to_num(confidence))[chosen], correct[chosen])["ece"]
+    after = reliability(calibration(np.nan_to_num(confidence), heights)[chosen], correct[chosen])["ece"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     calibration.save(args.out)
     print(f"wrote {args.out}: ECE on {args.data} {before:.3f} -> {after:.3f} over {int(chosen.sum())} joints")

@@ -181,6 +181,7 @@ def smoothed_detector_runs(split: SplitData, runs: list[np.ndarray],
     confidence = np.full((count, 17), np.nan, np.float32)
     region = split.arrays["region"].astype(np.float64)
     detector = split.arrays["detector"]
+    box_height = split.arrays["box"][:, 3] - split.arrays["box"][:, 1]  # the detector's box, as the node sees it
     for run in runs:
         side = region[run, 2][:, None, None]
         pixels = np.concatenate([(detector[run, :, :2] + 1) * side / 2 + region[run, None, :2],
@@ -188,7 +189,8 @@ def smoothed_detector_runs(split: SplitData, runs: list[np.ndarray],
         for position, row in enumerate(run):
             smoothed = smooth_detector_keypoints(pixels, position)
             poses[row] = 2 * (smoothed[:, :2] - region[row, :2]) / region[row, 2] - 1
-            confidence[row] = smoothed[:, 2] if calibration is None else calibration(smoothed[:, 2])
+            confidence[row] = smoothed[:, 2] if calibration is None else \
+                calibration(smoothed[:, 2], box_height[row])
     return poses, confidence
 
 
