@@ -27,6 +27,13 @@ OKS_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
+def oks_accuracy(oks_or_zero: np.ndarray) -> float:
+    """OKS accuracy in %: the mean over OKS_THRESHOLDS of the share of person-frames at or above each (a missed
+    person counts with OKS 0); NaN without person-frames."""
+    return 100.0 * float(np.mean([(oks_or_zero >= t).mean() for t in OKS_THRESHOLDS])) if len(oks_or_zero) else \
+        float("nan")
+
+
 def masked_mean_distance(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Eq. 9 over the last two axes: (..., J, 2) x2, (..., J) -> (...); NaN where no joint is visible."""
     distance = np.linalg.norm(np.asarray(a, float) - np.asarray(b, float), axis=-1)

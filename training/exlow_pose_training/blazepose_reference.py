@@ -34,10 +34,10 @@ import numpy as np
 
 from exlow_pose_ros.core.crop import SquareRegion, denormalise_keypoints, normalise_keypoints
 from exlow_pose_ros.core.keypoints import COCO17_LIMBS, COCO17_NAMES
-from exlow_pose_ros.core.metrics import object_keypoint_similarity
+from exlow_pose_ros.core.metrics import object_keypoint_similarity, oks_accuracy
 
 from .blazepose_labels import square_around
-from .dataset_format import ExLowDataset, SplitData
+from .dataset_format import ExLowDataset, SplitData, scene_of_rows
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PYTHON = REPO / ".venv-blazepose" / "bin" / "python"
@@ -232,7 +232,6 @@ def agreement(reference: Reference, teacher: SplitData, scene_rows: np.ndarray) 
     area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
     both = reference.mask & teacher.arrays["mask"]
     oks = object_keypoint_similarity(teacher_pixels(teacher), np.nan_to_num(reference.keypoints), both, area)
-    from .report import oks_accuracy  # the report's own accuracy (mean over the OKS thresholds)
 
     out: dict[str, dict] = {}
     for scene in dict.fromkeys(scene_rows.tolist()):
@@ -328,7 +327,6 @@ def check_sheet(dataset_root: Path, reference_path: Path, out: Path, per_scene: 
     dataset = ExLowDataset(dataset_root)
     split = dataset.split("test")
     reference = load_reference(reference_path, split)
-    from .report import scene_of_rows
 
     scenes = scene_of_rows(dataset, split)
     teacher_px = teacher_pixels(split)

@@ -273,3 +273,9 @@ class ExLowDataset:
             return SplitData({n: np.zeros((0, *schema[n].shape), schema[n].dtype) for n in self.manifest["fields"]})
         loaded = [np.load(self.root / shard) for shard in shards]
         return SplitData({n: np.concatenate([shard[n] for shard in loaded]) for n in loaded[0].files})
+
+
+def scene_of_rows(dataset: ExLowDataset, split: SplitData) -> np.ndarray:
+    """Per row of `split`, the scene its source belongs to (the source's name where it names no scene)."""
+    scenes = np.array([source.get("scene", source["name"]) for source in dataset.manifest["sources"]])
+    return scenes[split.arrays["source"]]

@@ -40,13 +40,18 @@ from tqdm import tqdm
 from exlow_pose_ros.core.assets import SHIPPED_CALIBRATION, shipped_file
 from exlow_pose_ros.core.keypoint_calibration import KeypointCalibration
 from exlow_pose_ros.core.keypoints import COCO17_SIGMAS
-from exlow_pose_ros.core.metrics import OKS_THRESHOLDS, evaluate_poses, masked_mean_distance, object_keypoint_similarity
+from exlow_pose_ros.core.metrics import (
+    evaluate_poses,
+    masked_mean_distance,
+    object_keypoint_similarity,
+    oks_accuracy,
+)
 from exlow_pose_ros.core.model_contract import crops_to_input
 from exlow_pose_ros.core.pose_estimator import smooth_detector_keypoints
 from exlow_pose_ros.core.windows import HALF_WINDOW, sequence_windows
 
 from . import blazepose_reference as bp
-from .dataset_format import WINDOW_LENGTH, ExLowDataset, SplitData, person_area
+from .dataset_format import WINDOW_LENGTH, ExLowDataset, SplitData, person_area, scene_of_rows
 from .evaluate import window_rows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,11 +92,6 @@ def constant_pose(train: SplitData) -> np.ndarray:
     mask = train.arrays["mask"].astype(float)
     return ((train.arrays["keypoints"] * mask[..., None]).sum(0) / np.maximum(mask.sum(0), 1)[:, None]).astype(
         np.float32)
-
-
-def scene_of_rows(dataset: ExLowDataset, split: SplitData) -> np.ndarray:
-    scenes = np.array([source.get("scene", source["name"]) for source in dataset.manifest["sources"]])
-    return scenes[split.arrays["source"]]
 
 
 # --- 1. pure crops ----------------------------------------------------------------------------------------------
@@ -207,11 +207,6 @@ def joint_error_per_height(poses: np.ndarray, split: SplitData) -> np.ndarray:
     label_height = split.arrays["label_box"][:, 3] - split.arrays["label_box"][:, 1]
     crop_units = masked_mean_distance(np.nan_to_num(poses), split.arrays["keypoints"], split.arrays["mask"])
     return crop_units * side / 2 / np.maximum(label_height, 1e-6)
-
-
-def oks_accuracy(oks_or_zero: np.ndarray) -> float:
-    return 100.0 * float(np.mean([(oks_or_zero >= t).mean() for t in OKS_THRESHOLDS])) if len(oks_or_zero) else \
-        float("nan")
 
 
 def tiny_table(methods: list[Method], constant: np.ndarray, dataset: ExLowDataset, split: SplitData,
