@@ -8,6 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .detector_export import (
+    BACKENDS,
+    ExportError,
+    check_backend_available,
+    default_cache_dir,
+    effective_imgsz,
+    export_command,
+    find_exports,
+    letterbox_shape,
+)
 from .error_text import first_line
 
 TRACKERS = ("bytetrack.yaml", "botsort.yaml")
@@ -47,7 +57,11 @@ class PersonTracker:
 
     def __init__(self, model_path: str | Path, image_size: int = 1280, confidence: float = 0.25, iou: float = 0.7,
                  tracker: str = "bytetrack.yaml", device: str = "cpu", max_persons: int = 100,
-                 report_new_tracks: bool = True) -> None:
+                 report_new_tracks: bool = True, backend: str = "torch", export_dir: str | Path | None = None,
+                 max_upscale: float = 0.0, precision: str = "fp32") -> None:
+        """backend: torch runs `model_path` as it is (.pt on PyTorch; an .onnx/.engine path also works);
+        onnxruntime, openvino, tensorrt run the exports of the .pt that detector_export cached in `export_dir`
+        (default: exported/ next to the weights). max_upscale: see detector_export.effective_imgsz."""
         os.environ.setdefault("YOLO_OFFLINE", "1")  # never download at run time
         path = Path(model_path)
         if not path.is_file():
@@ -55,22 +69,83 @@ class PersonTracker:
                                "yolo11n-pose.pt into assets/models) or set detector_model to a local .pt/.onnx")
         if tracker not in TRACKERS and not Path(tracker).is_file():
             raise TrackerError(f"tracker must be one of {TRACKERS} or a tracker YAML file, not {tracker!r}")
+        if backend not in BACKENDS:
+            raise TrackerError(f"detector backend must be one of {BACKENDS}, not {backend!r}")
+        if backend != "torch" and path.suffix != ".pt":
+            raise TrackerError(f"detector backend {backend} runs exports of .pt weights, not {path.name}: set "
+                               "detector_model to the .pt file or use detector_backend torch")
         try:
             from ultralytics import YOLO
         except ImportError:
             raise TrackerError("the tracker needs the ultralytics package: pip install ultralytics lap "
                                "(rosdep keys python3-ultralytics-pip, python3-lap-pip)") from None
-        try:
-            self.model = YOLO(str(path), task="pose" if "pose" in path.name else "detect")
-        except Exception as error:  # Ultralytics raises many types for unreadable checkpoints
-            raise TrackerError(f"cannot load detector weights {path}: {first_line(error)}") from None
+        self.backend, self.max_upscale = backend, max_upscale
         self.image_size, self.confidence, self.iou = image_size, confidence, iou
         self.tracker_config, self.device, self.max_persons = tracker, device, max_persons
         self.report_new_tracks = report_new_tracks
         self.found = 0
         self.detections = Detections(np.zeros((0, 4)), np.zeros(0), None, np.zeros(0, bool))
+        task = "pose" if "pose" in path.name else "detect"
+        # Exported models: a dynamic one takes any frame size; fixed-shape ones serve frames whose letterboxed
+        # shape they match (Ultralytics runs a fixed-shape model at its export shape whatever imgsz it is given).
+        self.model = None
+        self.dynamic_model = None
+        self.static_models: dict[tuple[int, int], object] = {}
+        self._plans: dict[tuple[int, int], tuple[object, int | tuple[int, int]]] = {}
+        if backend == "torch":
+            try:
+                self.model = YOLO(str(path), task=task)
+            except Exception as error:  # Ultralytics raises many types for unreadable checkpoints
+                raise TrackerError(f"cannot load detector weights {path}: {first_line(error)}") from None
+        else:
+            self._load_exports(YOLO, path, task, export_dir, precision)
         self._warm_up(path)
         self.reset()
+
+    def _load_exports(self, yolo, path: Path, task: str, export_dir: str | Path | None, precision: str) -> None:
+        cache = None if export_dir in (None, "") else Path(export_dir)
+        try:
+            check_backend_available(self.backend)
+            exports = find_exports(path, self.backend, self.image_size, precision, cache)
+        except ExportError as error:
+            raise TrackerError(str(error)) from None
+        if not exports:
+            command = export_command(self.backend, path, self.image_size, precision, cache)
+            raise TrackerError(f"no {self.backend} export of {path.name} at imgsz {self.image_size} ({precision}) "
+                               f"in {cache or default_cache_dir(path)}: run {command} [--frame-size WxH]")
+        for export in exports:
+            try:
+                model = yolo(str(export.path), task=task)
+            except Exception as error:
+                raise TrackerError(f"cannot load exported detector {export.path}: {first_line(error)}; delete it "
+                                   "and export again") from None
+            if export.key.shape is None:
+                self.dynamic_model = model
+            else:
+                self.static_models[export.key.shape] = model
+
+    def _plan(self, width: int, height: int) -> tuple[object, int | tuple[int, int]]:
+        """The model and predict imgsz for a width x height frame (cached per frame size)."""
+        plan = self._plans.get((width, height))
+        if plan is None:
+            size = effective_imgsz(width, height, self.image_size, self.max_upscale)
+            shape = letterbox_shape(width, height, size)
+            if self.model is not None:
+                plan = (self.model, size)
+            elif shape in self.static_models:
+                plan = (self.static_models[shape], shape)
+            elif self.dynamic_model is not None:
+                plan = (self.dynamic_model, size)
+            else:  # no export for this frame size: the largest one, Ultralytics letterboxes the frame into it
+                largest = max(self.static_models, key=lambda s: s[0] * s[1])
+                plan = (self.static_models[largest], largest)
+            self._plans[(width, height)] = plan
+        return plan
+
+    def input_shape(self, width: int, height: int) -> tuple[int, int]:
+        """(height, width) of the detector input for a frame of this size."""
+        imgsz = self._plan(width, height)[1]
+        return imgsz if isinstance(imgsz, tuple) else letterbox_shape(width, height, imgsz)
 
     def _warm_up(self, path: Path) -> None:
         """One blank frame now: exported weights (.onnx, .engine) load lazily and a missing device shows only
@@ -81,20 +156,26 @@ class PersonTracker:
 
         level = LOGGER.level
         LOGGER.setLevel(logging.ERROR)  # its requirement warnings would bury the one line that matters
+        blanks = [(64, 64)] if self.model is not None or self.dynamic_model is not None else []
+        blanks += list(self.static_models)  # each fixed-shape export at its own shape
         try:
-            self._detect(np.zeros((64, 64, 3), np.uint8))
+            for height, width in blanks:
+                self._detect(np.zeros((height, width, 3), np.uint8))
         except Exception as error:
             hint = (" A TensorRT engine runs only with the TensorRT version and GPU it was built for: export it "
                     "again on this machine (yolo export model=yolo11n-pose.pt format=engine) or use the .pt weights."
-                    if path.suffix == ".engine" else "")
-            raise TrackerError(f"detector {path} fails its first inference on device {self.device!r}: "
-                               f"{first_line(error)}.{hint}") from None
+                    if path.suffix == ".engine" or self.backend == "tensorrt" else
+                    " Delete the export and make it again (python -m exlow_pose_ros.core.detector_export)."
+                    if self.backend != "torch" else "")
+            raise TrackerError(f"detector {path} ({self.backend}) fails its first inference on device "
+                               f"{self.device!r}: {first_line(error)}.{hint}") from None
         finally:
             LOGGER.setLevel(level)
 
     def _detect(self, bgr: np.ndarray):
-        return self.model.predict(bgr, classes=[0], imgsz=self.image_size, conf=self.confidence, iou=self.iou,
-                                  device=self.device, verbose=False)[0]
+        model, imgsz = self._plan(bgr.shape[1], bgr.shape[0])
+        return model.predict(bgr, classes=[0], imgsz=imgsz, conf=self.confidence, iou=self.iou,
+                             device=self.device, verbose=False)[0]
 
     def track(self, bgr: np.ndarray) -> list[TrackedBox]:
         """Tracked persons in this frame, at most max_persons, highest scores first; `detections` keeps every

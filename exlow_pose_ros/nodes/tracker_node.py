@@ -38,7 +38,8 @@ class TrackerNode(Node):
         p = self.parameters = declare(self, NODE, on_change=self.on_parameters)
         self.tracker = PersonTracker(p["detector_model"] or default_detector(), p["image_size"], p["confidence"],
                                      p["iou"], p["tracker"], p["device"], p["max_persons"],
-                                     p["report_new_tracks"])
+                                     p["report_new_tracks"], p["detector_backend"],
+                                     p["detector_export_dir"] or None, p["max_upscale"], p["detector_precision"])
         self.publisher = self.create_publisher(TrackedPersonArray, "tracked_persons", OUTPUT_QOS)
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         input_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if p["reliable_input"] \
@@ -53,7 +54,8 @@ class TrackerNode(Node):
         self.guard = StreamGuard(on_restart=[self.tracker.reset])  # new ids, no motion across streams
         self.create_timer(1.0, self.publish_diagnostics)
         self.get_logger().info(f"tracking persons with {Path(p['detector_model'] or default_detector()).name} at "
-                               f"imgsz {p['image_size']} ({p['tracker']})")
+                               f"imgsz {p['image_size']} on {p['detector_backend']}, max_upscale {p['max_upscale']} "
+                               f"({p['tracker']})")
 
     def on_parameters(self, names: list[str]) -> None:
         """Apply a `ros2 param set` of a dynamic parameter: PersonTracker reads these at every frame, so the

@@ -70,6 +70,8 @@ from tqdm import tqdm
 from ..core.assets import default_detector, default_model, keypoint_calibration
 from ..core.backends import BACKENDS, BackendError, create_backend
 from ..core.crop import rgb_crop, square_region
+from ..core.detector_export import BACKENDS as DETECTOR_BACKENDS
+from ..core.detector_export import PRECISIONS
 from ..core.drawing import draw_skeletons, draw_tracked_boxes
 from ..core.person_tracker import TRACKERS, PersonTracker, TrackedBox, TrackerError
 from ..core.pose_estimator import (
@@ -156,6 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tracker", default="bytetrack.yaml", help=f"one of {', '.join(TRACKERS)} or a tracker "
                         "YAML (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="detector torch device (default: %(default)s)")
+    parser.add_argument("--detector-backend", choices=DETECTOR_BACKENDS, default="torch",
+                        help="torch: --detector as it is; onnxruntime, openvino (fastest on x86 CPUs), tensorrt: its "
+                        "export, made beforehand with python -m exlow_pose_ros.core.detector_export (default: "
+                        "%(default)s)")
+    parser.add_argument("--detector-export-dir", type=Path, default=None, help="detector export cache (default: "
+                        "exported/ next to the detector weights)")
+    parser.add_argument("--detector-precision", choices=PRECISIONS, default="fp32",
+                        help="precision of the detector export (default: %(default)s)")
+    parser.add_argument("--max-upscale", type=float, default=0.0, help="run the detector at min(imgsz, this x the "
+                        "frame's longest side): faster on small videos, but upscaling is what finds tiny people; 0: "
+                        "always imgsz (default: %(default)s)")
     parser.add_argument("--max-missing", type=int, default=15, help="drop a track unseen for this many frames "
                         "(default: %(default)s)")
     parser.add_argument("--start-frame", type=int, default=0, help="first frame to process (default: 0)")
@@ -191,7 +204,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _check_inputs(args)
     try:
         backend = create_backend(args.backend, args.model)
-        tracker = PersonTracker(args.detector, args.imgsz, args.conf, args.iou, args.tracker, args.device)
+        tracker = PersonTracker(args.detector, args.imgsz, args.conf, args.iou, args.tracker, args.device,
+                                backend=args.detector_backend, export_dir=args.detector_export_dir,
+                                max_upscale=args.max_upscale, precision=args.detector_precision)
     except (BackendError, TrackerError) as error:
         raise OfflineError(str(error)) from None
     poses = PoseEstimator(backend, args.mode, args.max_missing, keypoint_source=args.keypoints,
@@ -274,7 +289,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   "method": backend.contract.get("method")},
         "backend": backend.describe(),
         "detector": {"path": str(args.detector), "imgsz": args.imgsz, "conf": args.conf, "iou": args.iou,
-                     "tracker": args.tracker},
+                     "tracker": args.tracker,
+                     "backend": args.detector_backend, "max_upscale": args.max_upscale},
         "mode": args.mode, "fps": fps, "width": width, "height": height, "start_frame": args.start_frame,
         "annotated_video": writer.describe() if writer else None,
         "frames": frames,
