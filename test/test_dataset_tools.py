@@ -137,3 +137,41 @@ def test_contact_sheet_raw_row_shows_bare_crops(tmp_path: Path) -> None:
         crop = image[below:below + frame, pad + t * (frame + gap):][:, :frame]
         assert np.all(crop[:16, :16] == (200, 0, 10 * (start + t)))
         assert np.all(crop[16:, :] == (200, 0, 0)) and np.all(crop[:, 16:] == (200, 0, 0))
+
+
+def test_compare_sheet_puts_datasets_side_by_side(tmp_path: Path) -> None:
+    first = write_dataset(tmp_path / "a", "synthetic")
+    second = write_dataset(tmp_path / "b", "teacher")
+    out = tmp_path / "compare.png"
+    # Panel 1: the 3 train windows of a, 1 column; panel 2: the 1 val window of b (ROOT:SPLIT).
+    args = parse(contact_sheet, ["--compare", str(first), f"{second}:val", "--out", str(out), "--count", "5",
+                                 "--columns", "1", "--scale", "2", "--per-source"])
+    assert contact_sheet.run(args) == 0
+    image = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    frame, gap, pad, divider = 32, contact_sheet.GAP, contact_sheet.PAD, contact_sheet.DIVIDER
+    panel_width = pad + 5 * frame + 4 * gap + pad          # one column (layout in the module doc)
+    heights = [contact_sheet.HEADER + rows * (contact_sheet.TITLE + frame + pad) for rows in (3, 1)]
+    assert image.shape == (max(heights), 2 * panel_width + divider, 3)
+    # The divider: a full-height band of its colour between the panels, and nowhere else a full column.
+    band = np.all(image == contact_sheet.DIVIDER_COLOUR, axis=-1).all(axis=0)
+    assert np.flatnonzero(band).tolist() == list(range(panel_width, panel_width + divider))
+    # The shorter right panel is padded below with the page colour.
+    right = image[heights[1]:, panel_width + divider:]
+    assert np.all(right == contact_sheet.PAGE)
+    # Crop pixels (red, frame number in blue at the top left) in both panels, at their panels' first frames.
+    top = contact_sheet.HEADER + contact_sheet.TITLE
+    for left in (pad, panel_width + divider + pad):
+        assert np.all(image[top:top + 4, left:left + 4] == (200, 0, 0))  # frame 0: blue 0
+
+
+def test_compare_sheet_spreads_windows_over_sources(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "a", "synthetic")
+    data = contact_sheet.ExLowDataset(root).split("train")
+    # Train: 3 windows of video_a, none of video_b (its 4 frames have a gap); 2 picks: both from video_a.
+    picks = contact_sheet.pick_windows(data, 2, seed=0, per_source=True)
+    assert len(picks) == 2 and len(set(picks.tolist())) == 2
+
+
+def test_sheet_needs_a_dataset_or_compare(tmp_path: Path) -> None:
+    args = parse(contact_sheet, ["--out", str(tmp_path / "x.png")])
+    assert contact_sheet.run(args) == 2

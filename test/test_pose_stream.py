@@ -39,13 +39,15 @@ class StreamHarness(WatchedNode):
         self.image_markers: dict[int, ImageMarker] = {}
         self.jpegs: dict[int, CompressedImage] = {}
         subscribe = ros.node.create_subscription
-        subscribe(Skeleton2DArray, f"{namespace}/skeletons", self.arrays.append, RELIABLE)
-        subscribe(MarkerArray, f"{namespace}/skeleton_markers",
-                  lambda m: self.markers.__setitem__(stamp_ns(m.markers[0].header), m), 100)
-        subscribe(ImageMarker, f"{namespace}/skeleton_image_markers",
-                  lambda m: self.image_markers.__setitem__(stamp_ns(m.header), m), 100)
-        subscribe(CompressedImage, f"{namespace}/annotated_image/compressed",
-                  lambda m: self.jpegs.__setitem__(stamp_ns(m.header), m), 100)
+        # Every output the tests read; the fixture waits until the node's publishers match them all.
+        self.outputs = [
+            subscribe(Skeleton2DArray, f"{namespace}/skeletons", self.arrays.append, RELIABLE),
+            subscribe(MarkerArray, f"{namespace}/skeleton_markers",
+                      lambda m: self.markers.__setitem__(stamp_ns(m.markers[0].header), m), 100),
+            subscribe(ImageMarker, f"{namespace}/skeleton_image_markers",
+                      lambda m: self.image_markers.__setitem__(stamp_ns(m.header), m), 100),
+            subscribe(CompressedImage, f"{namespace}/annotated_image/compressed",
+                      lambda m: self.jpegs.__setitem__(stamp_ns(m.header), m), 100)]
 
     def send(self, stamp: int, tracks: list[int]) -> None:
         """One frame: its camera_info and source image, then its tracked persons (each track at its own place)."""
@@ -71,8 +73,11 @@ def stream(tmp_path_factory):
     ros = RosTestNode("pose_stream_test")
     harness = StreamHarness(ros, node, namespace)
     try:
+        # Both directions matched (each topic is discovered on its own; under load some take seconds).
         assert ros.spin_until(lambda: harness.persons.get_subscription_count() > 0
-                              and harness.images.get_subscription_count() > 0, 60, node.check), node.since()
+                              and harness.images.get_subscription_count() > 0
+                              and all(o.get_publisher_count() > 0 for o in harness.outputs), 60, node.check), \
+            node.since()
         yield harness
     finally:
         ros.close()
@@ -103,8 +108,12 @@ def test_one_array_per_frame_in_order_and_no_person_frame_lost(stream):
 def test_each_array_has_its_markers_image_marker_and_compressed_annotated_image(stream):
     arrays = stream.arrays
     assert arrays, "run after the stream test"
-    assert stream.ros.spin_until(lambda: all(stamp_ns(a.header) in stream.image_markers
-                                             and stamp_ns(a.header) in stream.jpegs for a in arrays), 10)
+    def missing() -> list[int]:
+        return [stamp_ns(a.header) for a in arrays if stamp_ns(a.header) not in stream.image_markers
+                or stamp_ns(a.header) not in stream.jpegs]
+
+    assert stream.ros.spin_until(lambda: not missing(), 10), \
+        f"frames without an image marker or jpeg: {missing()}; diagnostics {stream.diagnostics}"
     for array in arrays:
         stamp = stamp_ns(array.header)
         limbs = [(k, s.keypoints[a], s.keypoints[b]) for k, s in enumerate(array.skeletons) for a, b in COCO17_LIMBS]

@@ -16,7 +16,7 @@ import pytest
 from exlow_pose_ros.core.crop import cut_crop, normalise_keypoints, square_region
 from exlow_pose_ros.core.keypoints import COCO17_NAMES, NUM_KEYPOINTS
 from exlow_pose_training.dataset_format import WINDOW_LENGTH, ExLowDataset
-from exlow_pose_training.motion.cameras import PinholeCamera, look_at
+from exlow_pose_training.motion.cameras import PinholeCamera, look_at, project
 from exlow_pose_training.motion.clip import CLIP_POINT_NAMES, MotionClip3D
 from exlow_pose_training.synthetic import backgrounds, build
 from exlow_pose_training.synthetic.body import Appearance, BodyShape, build_body
@@ -303,3 +303,221 @@ def test_small_build_writes_a_valid_dataset(tmp_path) -> None:
         for name in first:
             np.testing.assert_array_equal(first[name], second[name], err_msg=f"{split} {name}")
     assert WINDOW_LENGTH == 5
+
+
+# --- issue 11: the widened renderer (preset "wide") ------------------------------------------------------
+
+
+def _posed_clip(name: str, kind: str, frames: int = 120) -> MotionClip3D:
+    """The walking figure, turned into a pose class for all its frames: arms up, bent over, or seated."""
+    points = walking_clip(name, "poser", frames=frames).points.astype(np.float64).copy()
+    index = {n: i for i, n in enumerate(CLIP_POINT_NAMES)}
+    if kind == "arms_up":
+        for side in ("left", "right"):
+            shoulder = points[:, index[f"{side}_shoulder"]]
+            points[:, index[f"{side}_elbow"]] = shoulder + [0.0, 0.0, 0.29]
+            points[:, index[f"{side}_wrist"]] = shoulder + [0.0, 0.0, 0.55]
+            points[:, index[f"{side}_hand"]] = shoulder + [0.0, 0.0, 0.63]
+    elif kind == "bent":  # the upper body turned 60 deg forward about the pelvis
+        pelvis = points[:, index["pelvis"]].copy()
+        c, s = math.cos(math.radians(60)), math.sin(math.radians(60))
+        turn = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+        for n in CLIP_POINT_NAMES:
+            if not any(n.endswith(x) for x in ("hip", "knee", "ankle", "toe", "pelvis")):
+                points[:, index[n]] = (points[:, index[n]] - pelvis) @ turn.T + pelvis
+    elif kind == "low":  # thighs level: seated
+        for side in ("left", "right"):
+            hip = points[:, index[f"{side}_hip"]]
+            points[:, index[f"{side}_knee"]] = hip + [0.43, 0.0, 0.0]
+            points[:, index[f"{side}_ankle"]] = hip + [0.43, 0.0, -0.42]
+            points[:, index[f"{side}_toe"]] = hip + [0.58, 0.0, -0.48]
+    return MotionClip3D(name=name, subject="poser", fps=30.0, points=points.astype(np.float32))
+
+
+@pytest.mark.parametrize("kind", ["upright", "arms_up", "bent", "low"])
+def test_pose_classes_of_hand_made_poses(kind: str) -> None:
+    clip = walking_clip() if kind == "upright" else _posed_clip("p", kind)
+    classes = build.pose_classes(clip.points.astype(np.float64))
+    assert np.all(classes == build.POSE_CLASSES.index(kind))
+
+
+def test_pose_mix_oversamples_rare_poses_and_the_stretch_holds_the_anchor() -> None:
+    # 9 of 10 frames walk; the mix asks for raised arms half the time.
+    clips = [walking_clip("walk", "poser", frames=900), _posed_clip("arms", "arms_up", frames=100)]
+    variety = build.Variety(pose_mix={"upright": 0.5, "arms_up": 0.5}, preset="test")
+    rng = np.random.default_rng(0)
+    picks = [build.pick_clip(rng, clips, variety) for _ in range(400)]
+    arms = np.mean([cls == "arms_up" for _, _, cls in picks])
+    assert 0.4 < arms < 0.6
+    assert all((clip.name == "arms") == (cls == "arms_up") for clip, _, cls in picks)
+    # Version 1 picks by duration: raised arms about one track in ten.
+    old = [build.pick_clip(rng, clips, build.PRESETS["v1"])[0].name for _ in range(400)]
+    assert np.mean([name == "arms" for name in old]) < 0.2
+    for clip, anchor, _ in picks[:50]:
+        points, motion = build.segment(rng, clip, anchor)
+        span = (len(points) - 1) / motion["fps"]
+        assert motion["start_s"] - 1e-3 <= anchor / clip.fps <= motion["start_s"] + span + 1e-3
+
+
+def test_shoulder_drop_moves_only_the_shoulders_down_the_torso() -> None:
+    points = walking_clip().points.astype(np.float64)
+    dropped = build.drop_shoulders(points, 0.09)
+    index = {n: i for i, n in enumerate(CLIP_POINT_NAMES)}
+    moved = np.linalg.norm(dropped - points, axis=-1)
+    for name in CLIP_POINT_NAMES:
+        expected = 0.09 if name.endswith("_shoulder") else 0.0
+        np.testing.assert_allclose(moved[:, index[name]], expected, atol=1e-9, err_msg=name)
+    assert np.all(dropped[:, index["left_shoulder"], 2] < points[:, index["left_shoulder"], 2] - 0.08)
+
+
+def test_wide_views_cover_every_side_high_and_close_cameras() -> None:
+    clip = walking_clip(frames=60)
+    variety = build.PRESETS["wide"]
+    rng = np.random.default_rng(1)
+    infos = [build.sample_track_camera(rng, clip.points.astype(np.float64), (1280, 720), variety).info
+             for _ in range(600)]
+    view = np.array([i["view_deg"] for i in infos])
+    # Yaw uniform over 360 deg: front (<45), side and back (>135) views in their shares 1/4, 1/2, 1/4.
+    assert 0.17 < np.mean(view < 45) < 0.33 and 0.17 < np.mean(view > 135) < 0.33
+    assert 0.4 < np.mean((view >= 45) & (view <= 135)) < 0.6
+    profiles = np.array([i["profile"] for i in infos])
+    elevation = np.array([i["elevation_deg"] for i in infos])
+    assert set(profiles) == set(build.VIEWS)
+    high = elevation[profiles == "high"]
+    assert high.min() > 20 and high.max() > 55  # steep surveillance views
+    assert elevation[profiles == "robot"].min() < 5  # and nearly level ones
+    close = np.array([i["person_px"] for i in infos])[profiles == "handheld"]
+    assert np.median(close) > 100  # close handheld: people far larger than the ex-low range's middle
+    upper = np.mean([i["upper_body"] for i in infos])
+    assert 0.06 < upper < 0.2
+    # Version 1 keeps its two profiles and draws nothing new.
+    old = build.sample_track_camera(np.random.default_rng(1), clip.points.astype(np.float64), (1280, 720)).info
+    assert old["profile"] in ("surveillance", "robot") and not old["upper_body"]
+
+
+def test_upper_body_framing_puts_the_legs_below_the_frame() -> None:
+    clip = walking_clip(frames=2)  # the person stays where the camera aims
+    body = build_body(clip.points, SHAPE, LOOK)
+    variety = build.Variety(views={"handheld": 1.0}, p_upper_body=1.0, preset="test")
+    ankles = [COCO17_NAMES.index("left_ankle"), COCO17_NAMES.index("right_ankle")]
+    hidden = 0
+    for seed in range(10):
+        camera = build.sample_track_camera(np.random.default_rng(seed), body.points, (1280, 720), variety)
+        frame = render_frame(body, 0, camera.cameras[0], FlatBackground(), NO_EFFECTS, np.random.default_rng(0),
+                             clean=True)
+        if frame is None:
+            continue
+        assert frame.mask[COCO17_NAMES.index("nose")] or frame.pixels[0, 0] < 0 or frame.pixels[0, 0] >= 1280
+        hidden += int(not frame.mask[ankles].any())
+        pelvis = project(camera.cameras[0], body.points[0, CLIP_POINT_NAMES.index("pelvis")])[0]
+        assert pelvis[1] > 0.85 * camera.cameras[0].height  # the hips at the bottom edge
+    assert hidden >= 5  # the legs leave the frame unless the person is small
+
+
+def test_desk_hides_the_legs_of_a_seated_person() -> None:
+    clip = _posed_clip("seated", "low", frames=10)
+    body = build_body(clip.points, SHAPE, LOOK)
+    pelvis = body.points[0, CLIP_POINT_NAMES.index("pelvis")].astype(float)
+    # Facing +x; the camera in front of the person, a little above.
+    camera = camera_at(pelvis + [6.0, 0.0, 0.8], pelvis)
+    desk = build.sample_desk(np.random.default_rng(0), body.points, camera)
+    frame = render_clean(body, 0, camera, occluder=desk)
+    names = ("left_ankle", "right_ankle")
+    assert not any(frame.mask[COCO17_NAMES.index(n)] for n in names)
+    assert all(frame.mask[COCO17_NAMES.index(n)] for n in ("nose", "left_shoulder", "right_shoulder"))
+    assert frame.box[3] < render_clean(body, 0, camera).box[3] - 5  # the box ends at the desk top
+
+
+def test_another_person_in_front_hides_joints_behind_them() -> None:
+    from exlow_pose_training.synthetic.render import PersonOccluder
+
+    clip = walking_clip(frames=30)
+    body = build_body(clip.points, SHAPE, LOOK)
+    t = 10
+    pelvis = body.points[t, CLIP_POINT_NAMES.index("pelvis")].astype(float)
+    camera = camera_at(pelvis + [0.0, 10.0, 0.3], pelvis)
+    # The same figure, 4 m nearer the camera and straight in its line of sight.
+    other = build_body(clip.points + np.array([0.0, 4.0, 0.0], np.float32), SHAPE, LOOK)
+    occluder = PersonOccluder(other)
+    hidden = render_clean(body, t, camera, occluder=occluder)
+    assert hidden.mask.sum() < 0.5 * NUM_KEYPOINTS
+    assert hidden.visible_fraction < 0.5
+    # The occluder moves with its own clip: frame by frame its polygons change.
+    first, later = occluder.polygons(camera, 0), occluder.polygons(camera, 20)
+    assert len(first) == len(later) and not np.allclose(first[0][0], later[0][0])
+
+
+def test_frame_plates_paint_over_the_known_people(tmp_path) -> None:
+    video = tmp_path / "handheld.avi"
+    _synthetic_video(video)  # a red square walks; a cyan one stands in the val block (RGB)
+    boxes = {}
+    val_start, val_stop = backgrounds.block_bounds(60)["val"]
+    for index in range(60):
+        x = 4 + index * (96 - 16) // 60
+        boxes[index] = [np.array([x, 20, x + 8, 40], np.float32)]
+        if val_start <= index < val_stop:
+            boxes[index].append(np.array([60, 30, 68, 50], np.float32))
+    plates = backgrounds.load_frame_plates(video, (0, None), boxes, tmp_path / "cache")
+    assert {p.split for p in plates} == {"train", "val", "test"}
+    for plate in plates:
+        first, end = backgrounds.block_bounds(60)[plate.split]
+        assert first <= plate.frames[0] < end
+        red = (plate.image[..., 0] > 180) & (plate.image[..., 1] < 60)
+        cyan = (plate.image[..., 1] > 180) & (plate.image[..., 2] > 180) & (plate.image[..., 0] < 60)
+        assert not red.any() and not cyan.any(), plate.frames
+    cached = backgrounds.load_frame_plates(video, (0, None), boxes, tmp_path / "cache")
+    assert [p.frames for p in cached] == [p.frames for p in plates]
+
+
+def test_backgrounds_never_come_from_an_unseen_scene(tmp_path) -> None:
+    from exlow_pose_training.dataset_format import DatasetWriter
+    from exlow_pose_training.scenes import SceneClip, SceneRegistry, load_registry
+
+    # The project's registry: the default plates are training scenes only.
+    registry = load_registry()
+    unseen = build.unseen_videos(registry)
+    assert unseen and not unseen & {v.name for v in registry.background_videos()}
+
+    fixed, moving, test_video = tmp_path / "fixed.avi", tmp_path / "moving.avi", tmp_path / "unseen.avi"
+    for path in (fixed, moving, test_video):
+        _synthetic_video(path)
+    clips = [SceneClip("fixed", fixed, "train", 640, "x", background=True),
+             SceneClip("moving", moving, "train", 640, "x"),
+             SceneClip("unseen", test_video, "test", 640, "x")]
+    fake = SceneRegistry(clips, [16.0], [16.0], 40)
+    writer = DatasetWriter(tmp_path / "boxes", "teacher", "test", {})
+    count = 60
+    for clip in clips:  # person boxes for every clip, the unseen one too: it must still be left out
+        source = writer.add_source(clip.clip_name, "train")
+        writer.add_track(source, {
+            "keypoints": np.zeros((count, 17, 2), np.float32), "mask": np.ones((count, 17), bool),
+            "box": np.tile(np.array([[4, 20, 20, 40]], np.float32), (count, 1)),
+            "region": np.tile([0, 0, 16], (count, 1)), "score": np.ones(count), "frame": np.arange(count),
+            "crops": np.zeros((count, 16, 16, 3), np.uint8)})
+    writer.close()
+    plates, used = build.background_plates(fake, "all-train", [fixed], tmp_path / "boxes", tmp_path / "cache")
+    assert {p.video for p in plates} == {"fixed.avi", "moving.avi"}
+    assert not any("unseen" in u["video"] for u in used)
+    with pytest.raises(ValueError, match="unseen"):
+        build.background_plates(fake, "fixed", [test_video], None, tmp_path / "cache")
+
+
+def test_wide_build_writes_a_valid_dataset_and_counts_what_it_shows(tmp_path) -> None:
+    clips = [walking_clip("walk_a1", "walker_a", frames=240, heading=0.4),
+             _posed_clip("arms_a", "arms_up", frames=120), _posed_clip("low_a", "low", frames=120),
+             walking_clip("walk_b1", "walker_b", frames=240, heading=-1.0)]
+    clips[1] = MotionClip3D("arms_a", "walker_a", 30.0, clips[1].points)
+    clips[2] = MotionClip3D("low_a", "walker_a", 30.0, clips[2].points)
+    splits = {"walker_a": "train", "walker_b": "val"}
+    manifest = build.build(tmp_path / "wide", clips, _plates(), windows=300, seed=5, workers=1,
+                           subject_splits=splits, fractions={"train": 0.9, "val": 0.1, "test": 0.0},
+                           progress=False, variety=build.PRESETS["wide"])
+    assert manifest["splits"]["train"]["windows"] >= 270
+    provenance = manifest["provenance"]
+    assert provenance["variety"]["preset"] == "wide"
+    shown = provenance["kept_tracks_show"]["train"]
+    tracks = provenance["track_stats"]["train"]["tracks_kept"]
+    assert sum(shown["profile"].values()) == tracks
+    assert shown["pose_class"].get("arms_up", 0) + shown["pose_class"].get("low", 0) > 0.15 * tracks
+    data = ExLowDataset(tmp_path / "wide").split("train").arrays
+    assert data["crops"].std() > 5 and np.abs(data["keypoints"][data["mask"]]).max() < 1.3

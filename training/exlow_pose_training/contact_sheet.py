@@ -12,6 +12,13 @@ L = 2 frame rows with --raw (and crops), else 1:
     cell width  W = T * F + (T - 1) * GAP
     width       = PAD + C * (W + PAD)
     height      = HEADER + R * (TITLE + L * F + (L - 1) * GAP + PAD)
+
+With --compare A B C (each `ROOT` or `ROOT:SPLIT`), each dataset gets its own panel (the sheet above,
+`--count` windows in `--columns` columns), and the panels stand side by side, left to right in the
+order given, their tops aligned, each as wide as its own sheet, with DIVIDER px of a divider colour
+between two panels:
+    width       = sum of the panel widths + (N - 1) * DIVIDER
+    height      = max of the panel heights (shorter panels are padded below with the page colour)
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from exlow_pose_ros.core.keypoints import COCO17_LIMBS, COCO17_NAMES
 from exlow_pose_training.dataset_format import SPLITS, WINDOW_LENGTH, ExLowDataset, SplitData
 
 GAP, PAD, TITLE, HEADER = 2, 16, 20, 46
+DIVIDER = 6                  # px between two panels of a --compare sheet
+DIVIDER_COLOUR = (200, 200, 40)
 PAGE = (48, 48, 52)          # sheet background (RGB)
 EMPTY_FRAME = (12, 12, 14)   # background of a motion frame
 TEXT = (235, 235, 235)
@@ -150,8 +159,51 @@ def _augmented(window: dict[str, np.ndarray], augment, seed: int) -> dict[str, n
     return out
 
 
+def parse_spec(text: str, default_split: str) -> tuple[Path, str]:
+    """`ROOT` or `ROOT:SPLIT` -> (root, split)."""
+    root, _, split = text.rpartition(":")
+    if root and split in SPLITS:
+        return Path(root), split
+    return Path(text), default_split
+
+
+def pick_windows(data: SplitData, count: int, seed: int, per_source: bool = False) -> np.ndarray:
+    """`count` random windows (all if fewer), sorted; with `per_source`, as evenly over sources as they allow."""
+    rng = np.random.default_rng(seed)
+    count = min(count, len(data))
+    if not per_source:
+        # Sorted, so that windows of one source and track sit next to each other.
+        return np.sort(rng.choice(len(data), size=count, replace=False))
+    sources = data.arrays["source"][data.windows]
+    pools = [rng.permutation(np.flatnonzero(sources == s)).tolist() for s in np.unique(sources)]
+    chosen: list[int] = []
+    while len(chosen) < count:  # round robin over the sources, each in random order
+        for pool in pools:
+            if pool and len(chosen) < count:
+                chosen.append(pool.pop())
+    return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
+def compose_panels(panels: list[np.ndarray]) -> np.ndarray:
+    """Panels (RGB) side by side, tops aligned, DIVIDER px of DIVIDER_COLOUR between them."""
+    height = max(panel.shape[0] for panel in panels)
+    width = sum(panel.shape[1] for panel in panels) + DIVIDER * (len(panels) - 1)
+    sheet = np.full((height, width, 3), PAGE, dtype=np.uint8)
+    x = 0
+    for number, panel in enumerate(panels):
+        if number:
+            sheet[:, x:x + DIVIDER] = DIVIDER_COLOUR
+            x += DIVIDER
+        sheet[:panel.shape[0], x:x + panel.shape[1]] = panel
+        x += panel.shape[1]
+    return sheet
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", type=Path, help="dataset root (the folder holding manifest.json)")
+    parser.add_argument("dataset", type=Path, nargs="?", help="dataset root (the folder holding manifest.json)")
+    parser.add_argument("--compare", nargs="+", metavar="ROOT[:SPLIT]",
+                        help="several datasets side by side, one panel each (instead of DATASET); a panel's split "
+                             "is the one after ':' or --split")
     parser.add_argument("--split", default="train", choices=SPLITS)
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
     parser.add_argument("--count", type=int, default=48, help="windows to show (fewer if the split is smaller)")
@@ -159,23 +211,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--columns", type=int, default=4, help="windows side by side")
     parser.add_argument("--scale", type=int, default=8, help="upscale factor of the 16x16 crops")
     parser.add_argument("--raw", action="store_true", help="add a row of the bare crops under each window")
+    parser.add_argument("--per-source", action="store_true",
+                        help="spread the windows evenly over the sources (videos, clips) instead of at random")
     parser.add_argument("--augment", action="store_true", help="show training augmentations (augment.py defaults)")
 
 
 def run(args: argparse.Namespace) -> int:
-    dataset = ExLowDataset(args.dataset)
-    data = dataset.split(args.split)
-    if len(data) == 0:
-        print(f"{args.dataset}: split {args.split!r} has no windows")
-        return 1
+    if (args.dataset is None) == (not args.compare):
+        print("give either DATASET or --compare ROOT[:SPLIT] ...")
+        return 2
     if args.count < 1 or args.columns < 1 or args.scale < 1:
         print("--count, --columns and --scale must be positive")
         return 2
-    rng = np.random.default_rng(args.seed)
-    # Sorted, so that windows of one source and track sit next to each other.
-    indices = np.sort(rng.choice(len(data), size=min(args.count, len(data)), replace=False))
-    sheet = render_sheet(dataset, data, indices, split=args.split, columns=args.columns, scale=args.scale,
-                         raw=args.raw, augment_seed=args.seed if args.augment else None)
+    specs = [parse_spec(text, args.split) for text in args.compare] if args.compare else [(args.dataset, args.split)]
+    panels, shown = [], 0
+    for root, split in specs:
+        dataset = ExLowDataset(root)
+        data = dataset.split(split)
+        if len(data) == 0:
+            print(f"{root}: split {split!r} has no windows")
+            return 1
+        indices = pick_windows(data, args.count, args.seed, args.per_source)
+        shown += len(indices)
+        panels.append(render_sheet(dataset, data, indices, split=split, columns=args.columns, scale=args.scale,
+                                   raw=args.raw, augment_seed=args.seed if args.augment else None))
+    sheet = panels[0] if len(panels) == 1 else compose_panels(panels)
+    indices = range(shown)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
         print(f"could not write {args.out}")

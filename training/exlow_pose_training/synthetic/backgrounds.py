@@ -105,6 +105,80 @@ def make_plates(video: Path) -> list[Plate]:
     return plates
 
 
+FRAME_PLATES_PER_BLOCK = 6  # frames of a moving-camera clip kept per split block
+FRAME_PLATE_MARGIN = 0.15   # each known person box grows by this share of its size on every side before painting
+
+
+def make_frame_plates(video: Path, frames: tuple[int, int | None], boxes: dict[int, list[np.ndarray]],
+                      per_block: int = FRAME_PLATES_PER_BLOCK) -> list[Plate]:
+    """Plates of a clip whose camera moves (or whose people stand still): single frames of the clip's own
+    stretch `frames` ([first, end)), with every person box known for that frame (`boxes`: frame -> (4,)
+    boxes, e.g. the teacher's) painted over from the surroundings. Only frames that have known boxes are
+    used, so a frame nobody labelled (people unknown) never becomes a background. Split blocks as
+    make_plates, within the clip's stretch."""
+    capture = cv2.VideoCapture(str(video))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    first, end = frames[0], count if frames[1] is None else min(int(frames[1]), count)
+    if end <= first:
+        raise ValueError(f"cannot read frames {frames} of {video}")
+    blocks = {split: (first + a, first + b) for split, (a, b) in block_bounds(end - first).items()}
+    chosen: dict[str, list[int]] = {}
+    for split, (a, b) in blocks.items():
+        known = sorted(f for f in boxes if a <= f < b)
+        if known:
+            picks = np.unique(np.linspace(0, len(known) - 1, min(per_block, len(known))).astype(int))
+            chosen[split] = [known[i] for i in picks]
+    read = _read_frames(video, {f for ids in chosen.values() for f in ids}) if chosen else {}
+    plates = []
+    for split, ids in chosen.items():
+        for index in ids:
+            if index not in read:
+                continue
+            frame = read[index]
+            height, width = frame.shape[:2]
+            mask = np.zeros((height, width), np.uint8)
+            for box in boxes[index]:
+                x0, y0, x1, y1 = (float(v) for v in box)
+                grow_x, grow_y = FRAME_PLATE_MARGIN * (x1 - x0), FRAME_PLATE_MARGIN * (y1 - y0)
+                mask[max(0, int(y0 - grow_y)):min(height, int(np.ceil(y1 + grow_y))),
+                     max(0, int(x0 - grow_x)):min(width, int(np.ceil(x1 + grow_x)))] = 1
+            if mask.any():
+                frame = cv2.inpaint(frame, mask, 5, cv2.INPAINT_TELEA)
+            plates.append(Plate(video.name, split, (index, index + 1), cv2.cvtColor(frame, cv2.COLOR_BGR2RGB),
+                                float(mask.mean())))
+    return plates
+
+
+def load_frame_plates(video: Path, frames: tuple[int, int | None], boxes: dict[int, list[np.ndarray]],
+                      cache_dir: Path | None) -> list[Plate]:
+    """make_frame_plates, cached in `cache_dir` like load_plates (keyed by the clip's stretch and boxes)."""
+    digest = hashlib.sha256(json.dumps({str(f): np.round(np.asarray(b, float), 1).tolist()
+                                        for f, b in sorted(boxes.items())}).encode()).hexdigest()[:8]
+    key = hashlib.sha256(f"{_video_key(video)}:{frames}:{FRAME_PLATES_PER_BLOCK}:{FRAME_PLATE_MARGIN}:{digest}"
+                         .encode()).hexdigest()[:12]
+    index = cache_dir / f"{video.stem}-frames-{key}.json" if cache_dir else None
+    if index is not None and index.exists():
+        cached = _read_cached(video.name, cache_dir, json.loads(index.read_text()))
+        if cached is not None:
+            return cached
+    made = make_frame_plates(video, frames, boxes)
+    if index is not None:
+        _write_cache(made, index, [f"{video.stem}-frames-{key}-{p.split}-{n}.png" for n, p in enumerate(made)])
+    return made
+
+
+def _write_cache(plates: list[Plate], index: Path, names: list[str]) -> None:
+    """The plates as PNGs beside `index`, and the index (JSON) that _read_cached reads."""
+    index.parent.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for plate, name in zip(plates, names, strict=True):
+        cv2.imwrite(str(index.parent / name), cv2.cvtColor(plate.image, cv2.COLOR_RGB2BGR))
+        entries.append({"file": name, "split": plate.split, "frames": list(plate.frames),
+                        "ghost_fraction": plate.ghost_fraction})
+    index.write_text(json.dumps(entries, indent=1))
+
+
 def _video_key(video: Path) -> str:
     stat = video.stat()
     text = f"{video.name}:{stat.st_size}:{PLATE_VERSION}:{MEDIAN_SAMPLES}:{GHOST_THRESHOLD}:{BLOCK_FRACTIONS}"
@@ -135,15 +209,8 @@ def load_plates(videos: list[Path], cache_dir: Path | None) -> list[Plate]:
                 continue
         made = make_plates(video)
         plates.extend(made)
-        if cache_dir is not None:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            entries = []
-            for plate in made:
-                name = f"{video.stem}-{key}-{plate.split}.png"
-                cv2.imwrite(str(cache_dir / name), cv2.cvtColor(plate.image, cv2.COLOR_RGB2BGR))
-                entries.append({"file": name, "split": plate.split, "frames": list(plate.frames),
-                                "ghost_fraction": plate.ghost_fraction})
-            index.write_text(json.dumps(entries, indent=1))
+        if index is not None:
+            _write_cache(made, index, [f"{video.stem}-{key}-{plate.split}.png" for plate in made])
     return plates
 
 

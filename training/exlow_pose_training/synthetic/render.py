@@ -92,12 +92,36 @@ class Occluder:
     kind: str                                        # "post", "car", "wall"
     solids: tuple[tuple[np.ndarray, tuple[float, float, float]], ...]  # ((K, 3) corners, RGB)
 
-    def polygons(self, camera: PinholeCamera) -> list[tuple[np.ndarray, tuple[float, float, float]]]:
+    def polygons(self, camera: PinholeCamera, t: int = 0) -> list[tuple[np.ndarray, tuple[float, float, float]]]:
+        """Each solid's projected corners and colour (a static occluder is the same at every frame `t`)."""
         out = []
         for corners, colour in self.solids:
             pixels, depth = project(camera, corners)
             if np.all(depth > 0.05):
                 out.append((pixels, colour))
+        return out
+
+
+@dataclass(frozen=True)
+class PersonOccluder:
+    """Another person between the camera and the rendered one: a second body moving with its own clip,
+    drawn flat (no shading) over everything like the static occluders, near parts over far ones."""
+
+    body: BodyModel
+    kind: str = "person"
+
+    def polygons(self, camera: PinholeCamera, t: int = 0) -> list[tuple[np.ndarray, tuple[float, float, float]]]:
+        t = min(t, len(self.body.centres) - 1)
+        centres, depth = project(camera, self.body.centres[t])
+        radii = camera.fx * self.body.radii / np.maximum(depth, 1e-6)
+        keys = self.body.membership @ depth
+        out = []
+        for index in np.argsort(-keys, kind="stable"):
+            part = self.body.parts[index]
+            if not np.all(depth[part.spheres] > NEAREST_DEPTH):
+                continue
+            outline = centres[part.spheres][:, None, :] + radii[part.spheres][:, None, None] * CIRCLE
+            out.append((outline.reshape(-1, 2), tuple(float(v) for v in part.colour)))
         return out
 
 
@@ -140,7 +164,8 @@ def _motion_kernel(velocity: np.ndarray, length: float) -> np.ndarray:
 
 def render_frame(body: BodyModel, t: int, camera: PinholeCamera, background, effects: Effects,
                  rng: np.random.Generator, *, shift: tuple[float, float] = (0.0, 0.0),
-                 velocity: np.ndarray | None = None, occluder: Occluder | None = None, frame: int | None = None,
+                 velocity: np.ndarray | None = None, occluder: Occluder | PersonOccluder | None = None,
+                 frame: int | None = None,
                  clean: bool = False, labels: bool = False) -> RenderedFrame | None:
     """Frame `t` of `body` seen by `camera` over `background` (anything with BackgroundView.patch).
 
@@ -200,7 +225,7 @@ def render_frame(body: BodyModel, t: int, camera: PinholeCamera, background, eff
     # Occluders in front of everything.
     occluder_colour = occluder_cover = None
     if occluder is not None:
-        polygons = occluder.polygons(camera)
+        polygons = occluder.polygons(camera, t)
         if polygons:
             occluder_colour = np.zeros((*canvas_shape, 3), np.uint8)
             occluder_cover = np.zeros(canvas_shape, np.uint8)
