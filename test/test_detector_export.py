@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pytest
 
-from exlow_pose_ros.core import detector_export
 from exlow_pose_ros.core.detector_export import (
     ExportError,
     effective_imgsz,
@@ -20,6 +19,7 @@ from exlow_pose_ros.core.detector_export import (
     letterbox_shape,
 )
 from exlow_pose_ros.core.person_tracker import PersonTracker, TrackerError
+from exlow_pose_ros.core.provenance import file_sha256
 
 from conftest import DETECTOR, VTEST
 
@@ -110,7 +110,7 @@ def test_export_is_cached_and_keyed(cache):
     again = export_detector(DETECTOR, "onnxruntime", IMGSZ, (480, 640), cache_dir=cache)
     assert again == first[0] and time.perf_counter() - started < 5, "the second call must reuse the cache"
     record = json.loads((again.path.parent / "key.json").read_text())
-    assert record["key"]["weights_sha256"] == detector_export.sha256_of(DETECTOR)
+    assert record["key"]["weights_sha256"] == file_sha256(DETECTOR)
     assert record["key"]["imgsz"] == IMGSZ and record["key"]["precision"] == "fp32"
     assert find_exports(DETECTOR, "onnxruntime", 1280, cache_dir=cache) == []  # another imgsz is another key
 

@@ -17,7 +17,6 @@ TensorRT up to imgsz) and Ultralytics letterboxes each frame to its own rectangl
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import math
@@ -28,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .error_text import first_line
+from .provenance import file_sha256
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 EXPORT_FORMAT = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "engine"}
@@ -66,14 +66,6 @@ def parse_frame_size(text: str) -> tuple[int, int]:
     if width < 1 or height < 1:
         raise ExportError(f"frame size must be positive, not {text!r}")
     return width, height
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def default_cache_dir(weights: Path) -> Path:
@@ -141,7 +133,7 @@ def _exported_files(path: Path) -> list[Path]:
 
 
 def _checksums(folder: Path, path: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): sha256_of(p) for p in _exported_files(path)}
+    return {str(p.relative_to(folder)): file_sha256(p) for p in _exported_files(path)}
 
 
 def find_exports(weights: Path, backend: str, imgsz: int, precision: str = "fp32",
@@ -152,7 +144,7 @@ def find_exports(weights: Path, backend: str, imgsz: int, precision: str = "fp32
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(weights)
     if not cache.is_dir():
         return []
-    wanted = {"weights_sha256": sha256_of(weights), "backend": backend, "imgsz": imgsz, "precision": precision,
+    wanted = {"weights_sha256": file_sha256(weights), "backend": backend, "imgsz": imgsz, "precision": precision,
               "ultralytics": ultralytics_version()}
     found = []
     for key_file in sorted(cache.glob("*/key.json")):
@@ -196,7 +188,7 @@ def export_detector(weights: Path, backend: str, imgsz: int = 1280, shape: tuple
     if shape is not None and (shape[0] % STRIDE or shape[1] % STRIDE):
         raise ExportError(f"export shape {shape} must be a multiple of {STRIDE} on each side")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(weights)
-    key = ExportKey(sha256_of(weights), backend, imgsz, None if shape is None else (int(shape[0]), int(shape[1])),
+    key = ExportKey(file_sha256(weights), backend, imgsz, None if shape is None else (int(shape[0]), int(shape[1])),
                     precision, ultralytics_version())
     folder = cache / key.folder(weights.stem)
     if not force:

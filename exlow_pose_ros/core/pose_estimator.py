@@ -4,15 +4,16 @@ poses mapped back to image pixels through each frame's crop region."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from .backends.base import PoseBackend
-from .crop import SquareRegion, denormalise_keypoints, normalise_keypoints
+from .crop import SquareRegion, denormalise_keypoints, normalise_keypoints, rgb_crop, square_region
 from .model_contract import crops_to_input
+from .person_tracker import TrackedBox
 from .windows import OUTPUT_INDEX, OutputMode, TrackWindows
 
 
@@ -39,6 +40,17 @@ class SkeletonEstimate:
     keypoints: np.ndarray  # (17, 2) pixels
     score: float           # the detector's score of the person in the described frame
     confidence: np.ndarray | None = None  # (17,) the model's per-joint confidence, if it gives one
+
+
+def observe(bgr: np.ndarray, tracked: Iterable[TrackedBox], stamp: Any) -> list[PersonObservation]:
+    """The crop convention on one BGR frame: each tracked box -> its square region, 16x16 RGB crop and the
+    detector's keypoints (the one box-to-crop step of the offline CLI and the benchmark)."""
+    persons = []
+    for person in tracked:
+        region = square_region(person.box)
+        persons.append(PersonObservation(person.track_id, person.box, person.score, region, rgb_crop(bgr, region),
+                                         stamp, person.keypoints))
+    return persons
 
 
 class PoseEstimator:

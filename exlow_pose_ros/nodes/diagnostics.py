@@ -7,6 +7,8 @@ from collections import deque
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from ..core.stream_guard import FrameCheck
+
 
 class RateWindow:
     """Events per second and mean of a value over the last `seconds`."""
@@ -67,6 +69,22 @@ class FaultLog:
     def values(self) -> dict[str, int]:
         """Diagnostics entries: 'bad input: <kind>' -> count since start."""
         return {f"bad input: {kind}": count for kind, count in sorted(self.counts.items())}
+
+
+def report_stream_check(faults: FaultLog, check: FrameCheck, stamp: tuple[int, int], size: tuple[int, int],
+                        subject: str, restart_effect: str) -> bool:
+    """Report what a StreamGuard check found, as every node words it; True when the frame is to be dropped."""
+    if check.verdict == "late":
+        # Histories follow capture order: a repeated or older frame would corrupt them (and the tracker's motion).
+        faults.report("stamp order", f"{subject} stamped {stamp} is not after the previous {check.previous}; dropped")
+        return True
+    if check.verdict == "restart":
+        faults.report("stream restart", f"stamps jumped back from {check.previous} to {stamp}: a new stream (a "
+                      f"looped bag, a restarted camera); {restart_effect}", "warning")
+    if check.resized_from is not None:
+        faults.report("frame size", f"frame size changed from {check.resized_from[0]}x{check.resized_from[1]} "
+                      f"to {size[0]}x{size[1]} at stamp {stamp}", "warning")
+    return False
 
 
 def status(node, name: str, values: dict[str, object], stale_after: float, idle: float) -> DiagnosticArray:

@@ -39,15 +39,13 @@ LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 def typed(schema: str, name: str, text: str) -> Any:
     """A launch argument's text as the parameter's type; ValueError naming the argument when it does not fit."""
     spec = load_schema(schema)[name]
-    try:
-        if spec.type == "bool":
-            if text.lower() not in ("true", "false"):
-                raise ValueError
-            value: Any = text.lower() == "true"
-        else:
+    if spec.type == "bool":
+        value: Any = typed_bool(name, text)
+    else:
+        try:
             value = {"int": int, "double": float}.get(spec.type, str)(text)
-    except ValueError:
-        raise ValueError(f"launch argument {name}:={text!r} is not a {spec.type}") from None
+        except ValueError:
+            raise ValueError(f"launch argument {name}:={text!r} is not a {spec.type}") from None
     spec.check(value)
     return value
 
@@ -61,7 +59,7 @@ def node_parameters(schema: str, arguments: dict[str, str]) -> list[Any]:
 
 def typed_bool(name: str, text: str) -> bool:
     if text.lower() not in ("true", "false"):
-        raise ValueError(f"launch argument {name}:={text!r} must be true or false")
+        raise ValueError(f"launch argument {name}:={text!r} is not a bool (true or false)")
     return text.lower() == "true"
 
 

@@ -32,7 +32,7 @@ from ..core.drawing import draw_skeletons
 from ..core.pose_estimator import FrameSkeletons, FrameStream, PoseEstimator
 from ..core.stream_guard import StreamGuard
 from .conversions import observations_from_message, skeleton_array, stamp_key
-from .diagnostics import FaultLog, RateWindow, status
+from .diagnostics import FaultLog, RateWindow, report_stream_check, status
 from .image_conversion import ImageConversionError, image_to_numpy, numpy_to_image, to_bgr8
 from .markers import skeleton_image_marker, skeleton_markers
 from .parameters import declare
@@ -106,17 +106,10 @@ class PoseNode(Node):
         started = time.monotonic()
         key = stamp_key(message.header)
         size = (message.image_width, message.image_height)
-        check = self.guard.check(key, size)
-        if check.verdict == "late":
-            # Windows must follow capture order; a repeated or older frame would corrupt every track's history.
-            self.faults.report("stamp order", f"tracked persons stamped {key} arrive after {check.previous}; dropped")
+        # On a restart the guard has had the old stream's owed frames published first (flush_stream).
+        if report_stream_check(self.faults, self.guard.check(key, size), key, size, "frame of tracked persons",
+                               "every track starts again"):
             return
-        if check.verdict == "restart":  # the guard has had the old stream's owed frames published (flush_stream)
-            self.faults.report("stream restart", f"stamps jumped back from {check.previous} to {key}: a new stream (a "
-                               "looped bag, a restarted camera); every track starts again", "warning")
-        if check.resized_from is not None:
-            self.faults.report("frame size", f"frame size changed from {check.resized_from[0]}x"
-                               f"{check.resized_from[1]} to {size[0]}x{size[1]} at stamp {key}", "warning")
         observations, errors = observations_from_message(message)
         for error in errors:
             self.faults.report(error.kind, f"person dropped: {error}")

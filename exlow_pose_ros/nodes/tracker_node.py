@@ -23,7 +23,7 @@ from ..core.crop import rgb_crop, square_region
 from ..core.person_tracker import PersonTracker
 from ..core.stream_guard import StreamGuard
 from .conversions import InputError, check_box, stamp_key, tracked_person_message
-from .diagnostics import FaultLog, RateWindow, status
+from .diagnostics import FaultLog, RateWindow, report_stream_check, status
 from .image_conversion import ImageConversionError, decode_compressed, image_to_numpy, to_bgr8
 from .parameters import declare
 from .runner import run_node
@@ -86,18 +86,9 @@ class TrackerNode(Node):
     def process(self, header: Header, bgr: np.ndarray) -> None:
         height, width = bgr.shape[:2]
         stamp = stamp_key(header)
-        check = self.guard.check(stamp, (width, height))
-        if check.verdict == "late":
-            # The pose stage would drop it anyway, and the tracker's motion model must not step back in time.
-            self.faults.report("stamp order", f"image stamped {stamp} is not after the previous {check.previous}; "
-                               "dropped")
+        if report_stream_check(self.faults, self.guard.check(stamp, (width, height)), stamp, (width, height),
+                               "image", "tracking starts again"):
             return
-        if check.verdict == "restart":
-            self.faults.report("stream restart", f"image stamp jumped back to {stamp}: a new stream (a looped bag, "
-                               "a restarted camera); tracking starts again", "warning")
-        if check.resized_from is not None:
-            self.faults.report("frame size", f"image size changed from {check.resized_from[0]}x"
-                               f"{check.resized_from[1]} to {width}x{height} at stamp {stamp}", "warning")
         started = time.monotonic()
         tracked_boxes = self.tracker.track(bgr)
         detected = time.monotonic()

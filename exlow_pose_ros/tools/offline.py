@@ -59,7 +59,6 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +68,6 @@ from tqdm import tqdm
 
 from ..core.assets import default_detector, default_model, keypoint_calibration
 from ..core.backends import BACKENDS, BackendError, create_backend
-from ..core.crop import rgb_crop, square_region
 from ..core.detector_export import BACKENDS as DETECTOR_BACKENDS
 from ..core.detector_export import PRECISIONS
 from ..core.drawing import draw_skeletons, draw_tracked_boxes
@@ -78,9 +76,9 @@ from ..core.pose_estimator import (
     KEYPOINT_SOURCES,
     FrameSkeletons,
     FrameStream,
-    PersonObservation,
     PoseEstimator,
     SkeletonEstimate,
+    observe,
 )
 from ..core.provenance import file_sha256
 from ..core.windows import OUTPUT_INDEX
@@ -93,16 +91,6 @@ COCO_PERSON = 1  # COCO's category_id of person
 
 class OfflineError(RuntimeError):
     """A problem the user can fix (missing file, unreadable video); the message says which."""
-
-
-def observe(bgr: np.ndarray, tracked: Iterable[TrackedBox], stamp: Any) -> list[PersonObservation]:
-    """The crop convention on one BGR frame: each tracked box -> its square region and 16x16 RGB crop."""
-    persons = []
-    for person in tracked:
-        region = square_region(person.box)
-        persons.append(PersonObservation(person.track_id, person.box, person.score, region, rgb_crop(bgr, region),
-                                         stamp, person.keypoints))
-    return persons
 
 
 def _person_json(tracked: TrackedBox, skeleton: SkeletonEstimate) -> dict[str, Any]:

@@ -25,10 +25,9 @@ from std_msgs.msg import Header
 
 from ..core.assets import assets_dir, default_detector, default_model
 from ..core.backends import create_backend
-from ..core.crop import rgb_crop, square_region
 from ..core.detector_export import BACKENDS
 from ..core.person_tracker import PersonTracker, TrackerError
-from ..core.pose_estimator import PersonObservation, PoseEstimator
+from ..core.pose_estimator import PoseEstimator, observe
 from ..nodes.conversions import skeleton_array, tracked_person_message
 
 
@@ -52,17 +51,13 @@ def pipeline_rows(video: Path, model: Path, detector: Path, frames: int, start: 
         t0 = time.perf_counter()
         tracked = tracker.track(bgr)
         t1 = time.perf_counter()
-        observations, crops = [], []
-        for box in tracked:
-            region = square_region(box.box)
-            crop = rgb_crop(bgr, region)
-            crops.append((box, region, crop))
-            observations.append(PersonObservation(box.track_id, box.box, box.score, region, crop, header))
+        observations = observe(bgr, tracked, header)
         t2 = time.perf_counter()
         estimates = estimator.process(observations)
         t3 = time.perf_counter()
         persons = TrackedPersonArray(header=header, image_width=bgr.shape[1], image_height=bgr.shape[0],
-                                     persons=[tracked_person_message(b, r, c, header) for b, r, c in crops])
+                                     persons=[tracked_person_message(box, o.region, o.crop, header)
+                                              for box, o in zip(tracked, observations, strict=True)])
         serialize_message(persons)
         serialize_message(skeleton_array(header, bgr.shape[1], bgr.shape[0], estimates))
         t4 = time.perf_counter()

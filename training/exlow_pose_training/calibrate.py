@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     correct = keypoints_correct(poses, split)
     joint = np.broadcast_to(np.arange(17), chosen.shape)
     # The pose node calibrates each person's joints with its box height (the detector's box in the frame).
-    box_height = np.broadcast_to((split.arrays["box"][:, 3] - split.arrays["box"][:, 1])[:, None], chosen.shape)
+    heights = split.arrays["box"][:, 3] - split.arrays["box"][:, 1]
+    box_height = np.broadcast_to(heights[:, None], chosen.shape)
     calibration = fit_calibration(confidence[chosen], correct[chosen], joint[chosen], box_height=box_height[chosen],
                                   provenance={
         "event": "per-keypoint OKS >= 0.5 of the detector's keypoints smoothed over the track (pose node default)",
@@ -50,7 +51,6 @@ def main(argv: list[str] | None = None) -> int:
         "detector": dataset.manifest["provenance"]["teacher"]["path"].split("/")[-1],
         "detector_sha256": dataset.manifest["provenance"]["teacher"]["sha256"],
         "fitted_joints": int(chosen.sum()), "command": " ".join(["exlow-pose-calibrate", *(argv or sys.argv[1:])])})
-    heights = (split.arrays["box"][:, 3] - split.arrays["box"][:, 1])
     before = reliability(confidence[chosen], correct[chosen])["ece"]
     after = reliability(calibration(np.nan_to_num(confidence), heights)[chosen], correct[chosen])["ece"]
     args.out.parent.mkdir(parents=True, exist_ok=True)

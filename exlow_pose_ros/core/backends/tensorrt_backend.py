@@ -25,6 +25,7 @@ from ..model_contract import (
     ModelContractError,
     parse_contract,
 )
+from ..provenance import file_sha256
 from .base import CONFIDENCE_SHAPE, DETECTOR_SHAPE, INPUT_SHAPE, OUTPUT_SHAPE, BackendError, PoseBackend
 
 try:  # optional: JetPack / NVIDIA's wheels provide them; TensorRtBackend says what to do when absent
@@ -109,7 +110,7 @@ class TensorRtBackend(PoseBackend):
         except ModelContractError as error:
             raise BackendError(str(error)) from None
         major, minor = torch.cuda.get_device_capability()
-        self.key = EngineKey(hashlib.sha256(onnx_path.read_bytes()).hexdigest(), trt.__version__,
+        self.key = EngineKey(file_sha256(onnx_path), trt.__version__,
                              f"{major}.{minor}", precision, batch_min, batch_opt, batch_max)
         cache = Path(cache_dir) if cache_dir else onnx_path.parent
         self.engine_path = cache / f"{onnx_path.stem}.{precision}.{self.key.digest()}.engine"
