@@ -37,6 +37,12 @@ train pten_fusion "$EPOCHS"
 train pten_keypoints "$EPOCHS"
 train simple_baseline "$BASELINE_EPOCHS"
 train pten "$BASELINE_EPOCHS"
+# The other seed papers' methods (issue: CAL and a super-resolution front end), at the shipped model's budget.
+SEED_EPOCHS=${SEED_EPOCHS:-9}
+train cal "$SEED_EPOCHS"
+train cal_temporal "$SEED_EPOCHS"
+train sr_pose "$SEED_EPOCHS"
+train sr_pose_temporal "$SEED_EPOCHS"
 
 step "export the shipped model, its confidence temperature-scaled on the validation stretch"
 exlow-pose-export results/train/pten_fusion/best.pt --out models/exlow_pose_pten.onnx \
@@ -51,4 +57,6 @@ exlow-pose-report --model "PTEN fusion (shipped)=models/exlow_pose_pten.onnx" \
   --model "PTEN, paper (retrained)=results/train/pten/best.pt" \
   --model "SimpleBaseline=results/train/simple_baseline/best.pt" \
   --model "PTEN aligned (shipped 2026-11-28)=results/pten_aligned_2026-11-28.onnx" \
-  --model "PTEN, paper (shipped 2026-11-22)=results/pten_paper_2026-11-22.onnx"
+  --model "PTEN, paper (shipped 2026-11-22)=results/pten_paper_2026-11-22.onnx" \
+  --model "CAL=results/train/cal/best.pt" --model "CAL, 5 frames=results/train/cal_temporal/best.pt" \
+  --model "SR + CAL=results/train/sr_pose/best.pt" --model "SR temporal + CAL=results/train/sr_pose_temporal/best.pt"

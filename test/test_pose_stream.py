@@ -30,6 +30,7 @@ PERIOD = 100_000_000  # ns between frames
 class StreamHarness(WatchedNode):
     def __init__(self, ros: RosTestNode, node: NodeProcess, namespace: str) -> None:
         super().__init__(ros, node, namespace.strip("/"), namespace)
+        self.namespace = namespace
         create = ros.node.create_publisher
         self.persons = create(TrackedPersonArray, f"{namespace}/tracked_persons", RELIABLE)
         self.images = create(Image, f"{namespace}/image", RELIABLE)
@@ -140,3 +141,30 @@ def test_each_array_has_its_markers_image_marker_and_compressed_annotated_image(
                 # On the keypoint's ray through the camera_info's pinhole.
                 assert FX * point.x / point.z + CX == pytest.approx(keypoint.x, abs=1e-3)
                 assert FY * point.y / point.z + CY == pytest.approx(keypoint.y, abs=1e-3)
+
+
+def test_visual_outputs_are_built_only_while_someone_subscribes(stream):
+    """Drawing and JPEG-encoding cost more than the skeletons: with no subscriber to any visual topic the node
+    publishes the arrays and draws nothing; a new subscriber gets images again."""
+    assert stream.arrays, "run after the stream test"
+    stream.wait_diagnostics({"frames waiting": "0", "visual subscribers": "3"})  # markers, image markers, jpeg
+    drawn = int(stream.diagnostics["annotated images drawn"])
+    assert drawn >= len(stream.jpegs) > 0
+    for subscription in stream.outputs[1:]:
+        stream.ros.node.destroy_subscription(subscription)
+    stream.wait_diagnostics({"visual subscribers": "0"})
+    published = int(stream.diagnostics["frames published"])
+    start = 2_000_000_000_000
+    for k in range(4):
+        stream.send(start + k * PERIOD, [7])
+    stream.wait_diagnostics({"frames waiting": "0", "frames published": str(published + 4)})
+    assert stream.diagnostics["annotated images drawn"] == str(drawn)
+    # A viewer subscribes again: the next frames are drawn and arrive.
+    again: list[CompressedImage] = []
+    stream.outputs.append(stream.ros.node.create_subscription(
+        CompressedImage, f"{stream.namespace}/annotated_image/compressed", again.append, 100))
+    stream.wait_diagnostics({"visual subscribers": "1"})
+    for k in range(4, 8):
+        stream.send(start + k * PERIOD, [7])
+    assert stream.ros.spin_until(lambda: len(again) >= 3, 15, stream.node.check), stream.diagnostics
+    assert int(stream.diagnostics["annotated images drawn"]) > drawn

@@ -72,7 +72,7 @@ class PoseNode(Node):
         self.create_subscription(TrackedPersonArray, "tracked_persons", self.on_persons, RELIABLE)
         self.inputs, self.latency, self.inference, self.publish_ms = (RateWindow(), RateWindow(), RateWindow(),
                                                                       RateWindow())
-        self.frames_published = 0
+        self.frames_published = self.annotated_images = 0
         self.faults = FaultLog(self.get_logger())
         self.guard = StreamGuard(on_restart=[self.flush_stream])
         self.create_timer(p["diagnostics_period"], self.publish_diagnostics)
@@ -156,15 +156,20 @@ class PoseNode(Node):
             self.publish_visuals(frame.stamp, width, height, frame.skeletons)
 
     def publish_visuals(self, header: Header, width: int, height: int, estimates: list) -> None:
+        """Visual outputs are built only for topics someone subscribes to (a recorder counts), as image_transport
+        does: drawing and JPEG-encoding a frame costs more than its skeletons."""
         if self.annotated is not None:
             self.publish_annotated(header, estimates)
-        if self.markers is not None:
+        if subscribed(self.markers):
             self.markers.publish(skeleton_markers(header, width, height, estimates, self.params["marker_depth"],
                                                   self.params["marker_scale"], self.camera_info))
-        if self.image_markers is not None:
+        if subscribed(self.image_markers):
             self.image_markers.publish(skeleton_image_marker(header, estimates))
 
     def publish_annotated(self, header: Header, estimates: list) -> None:
+        raw, jpeg_wanted = subscribed(self.annotated), subscribed(self.annotated_compressed)
+        if not (raw or jpeg_wanted):
+            return
         key = stamp_key(header)
         image = self.images.get(key)
         if image is None:
@@ -177,10 +182,14 @@ class PoseNode(Node):
             self.faults.report(error.kind, f"annotated image for stamp {key} skipped: {error}")
             return
         drawn = draw_skeletons(pixels, estimates)
-        self.annotated.publish(numpy_to_image(drawn, "bgr8", header))
-        ok, jpeg = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, int(self.params["jpeg_quality"])])
-        if ok:
-            self.annotated_compressed.publish(CompressedImage(header=header, format="jpeg", data=jpeg.tobytes()))
+        self.annotated_images += 1
+        if raw:
+            self.annotated.publish(numpy_to_image(drawn, "bgr8", header))
+        if jpeg_wanted:
+            ok, jpeg = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, int(self.params["jpeg_quality"])])
+            if ok:
+                self.annotated_compressed.publish(CompressedImage(header=header, format="jpeg",
+                                                                  data=jpeg.tobytes()))
 
     def publish_diagnostics(self) -> None:
         self.diagnostics.publish(status(self, "pose", {
@@ -188,8 +197,19 @@ class PoseNode(Node):
             "latency per frame (ms)": f"{self.latency.mean():.1f}", "inference (ms)": f"{self.inference.mean():.1f}",
             "publish (ms)": f"{self.publish_ms.mean():.2f}",
             "active tracks": self.stream.estimator.active_tracks, "frames published": self.frames_published,
+            "annotated images drawn": self.annotated_images,
+            "visual subscribers": sum(map(subscription_count, (self.annotated, self.annotated_compressed,
+                                                               self.markers, self.image_markers))),
             "frames waiting": len(self.stream), **self.faults.values()},
             stale_after=5.0, idle=self.inputs.idle_seconds()))
+
+
+def subscription_count(publisher) -> int:
+    return 0 if publisher is None else publisher.get_subscription_count()
+
+
+def subscribed(publisher) -> bool:
+    return subscription_count(publisher) > 0
 
 
 def main(argv: list[str] | None = None) -> int:

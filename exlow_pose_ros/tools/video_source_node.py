@@ -247,8 +247,11 @@ class VideoSourceNode(Node):
             f"{self._decode_failures} failed to decode, in {elapsed:.2f} s{rate}{acks}; "
             + ("exiting (exit_at_end)" if self.p["exit_at_end"] else "staying alive (exit_at_end false)"))
         if self.p["exit_at_end"]:
-            # A reliable subscriber still owed the last frames gets them before the process goes.
-            self._publisher.wait_for_all_acked(Duration(seconds=5.0))
+            # A reliable subscriber still owed the last frames gets them before the process goes: on every
+            # topic (a recorder under load once lost the last camera_info when only the images were awaited).
+            for publisher in (self._publisher, self._compressed, self._camera_info):
+                if publisher is not None:
+                    publisher.wait_for_all_acked(Duration(seconds=5.0))
             rclpy.shutdown(context=self.context)  # rclpy.spin returns; run_node cleans up and returns 0
 
     def close(self) -> None:

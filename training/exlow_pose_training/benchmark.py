@@ -80,8 +80,9 @@ def model_size(checkpoint: Path | None, model: Path) -> dict:
     else:  # the architecture named in the ONNX contract, with fresh weights: same parameters and FLOPs
         from exlow_pose_ros.core.backends import create_backend
 
-        method = create_backend("onnxruntime", model).contract["method"]
-        network = build_model(method).eval()
+        written = create_backend("onnxruntime", model).contract
+        method = written["method"]
+        network = build_model(method, written.get("model_options")).eval()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         network(torch.rand(1, 5, 3, 16, 16))

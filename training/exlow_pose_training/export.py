@@ -87,7 +87,11 @@ def export_onnx(model: nn.Module, path: str | Path, method: str, **metadata) -> 
 
 
 def parity(model: nn.Module, onnx_path: str | Path, batch_sizes: tuple[int, ...] = (1, 7, 64)) -> float:
-    """Largest |torch - onnxruntime| over random inputs of several batch sizes."""
+    """Largest |torch - onnxruntime| over random inputs of several batch sizes.
+
+    Heatmap decoders (models with `stable_joints`, e.g. CAL) take an argmax: where a heatmap has two near-equal
+    peaks, the runtimes' last-bit differences can pick different pixels, and random inputs make such ties
+    common. Their poses are compared on the joints with a clear peak, which must be most of them."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -101,8 +105,14 @@ def parity(model: nn.Module, onnx_path: str | Path, batch_sizes: tuple[int, ...]
             expected = expected if isinstance(expected, tuple) else (expected,)
             got = session.run(wrapped.output_names, {n: t.numpy() for n, t in zip(wrapped.input_names, inputs,
                                                                                    strict=True)})
-            for want, have in zip(expected, got, strict=True):
-                worst = max(worst, float(np.abs(want.numpy() - have).max()))
+            stable = model.stable_joints(inputs[0]).numpy() if hasattr(model, "stable_joints") else None
+            if stable is not None and stable.mean() < 0.5:
+                raise ValueError(f"parity: only {stable.mean():.0%} of the joints have a clear heatmap peak")
+            for number, (want, have) in enumerate(zip(expected, got, strict=True)):
+                difference = np.abs(want.numpy() - have)
+                if stable is not None and number == 0:  # poses: joints with a clear peak
+                    difference = difference[stable]
+                worst = max(worst, float(difference.max(initial=0.0)))
     return worst
 
 

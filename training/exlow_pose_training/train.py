@@ -38,7 +38,7 @@ from .augment import Augment, AugmentConfig
 from .checkpoints import load_checkpoint, load_model, save_checkpoint
 from .dataset_format import ExLowDataset
 from .evaluate import predict_split, score_split
-from .models import METHODS, build_model
+from .models import METHODS, SEED_METHODS, build_model
 from .torch_dataset import DatasetPart, WindowDataset, make_loader, set_epoch
 
 
@@ -214,7 +214,7 @@ def plot_history(history: list[dict[str, float]], path: Path) -> None:
 
 
 def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
-    if config.method not in (*METHODS, "autoencoder"):
+    if config.method not in (*METHODS, *SEED_METHODS, "autoencoder"):
         raise ValueError(f"unknown method {config.method!r}")
     rank, world, device = distributed_setup(config.device, config.dist_timeout_s)
     try:
@@ -285,6 +285,8 @@ def _train(config: TrainConfig, resume: bool, rank: int, world: int, device: tor
     try:
         for epoch in range(start_epoch, config.epochs):
             set_epoch(loader, epoch)
+            if hasattr(model, "set_progress"):  # CAL's second stage starts at a share of training
+                model.set_progress(epoch / config.epochs)
             model.train()
             started, losses = time.monotonic(), []
             for batch in tqdm(loader, desc=f"{config.method} epoch {epoch + 1}/{config.epochs}", unit="batch",
