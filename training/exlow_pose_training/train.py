@@ -285,8 +285,8 @@ def _train(config: TrainConfig, resume: bool, rank: int, world: int, device: tor
     try:
         for epoch in range(start_epoch, config.epochs):
             set_epoch(loader, epoch)
-            if hasattr(model, "set_progress"):  # CAL's second stage starts at a share of training
-                model.set_progress(epoch / config.epochs)
+            if hasattr(model, "set_progress"):  # CAL's second stage: epochs whose middle is past a share
+                model.set_progress((epoch + 0.5) / config.epochs)
             model.train()
             started, losses = time.monotonic(), []
             for batch in tqdm(loader, desc=f"{config.method} epoch {epoch + 1}/{config.epochs}", unit="batch",

@@ -22,7 +22,8 @@ The text in seed 002 lacks its equations, so these are choices (all config field
   heatmap and offset terms are of one scale and lambda = 1. Offset loss: L1 of the offset in units of r
   (the paper picks the plain Lp loss over smooth L1 because smooth L1 distorts the MGM weights), as the
   weighted mean over the mask. r = 2 heatmap px, Gaussian sigma 1 px.
-- Two stages: the MGM replaces the disk for the last 16 % of training (the paper: 40 of 250 epochs).
+- Two stages: the MGM replaces the disk in the epochs whose middle lies in the last 16 % of training (the
+  paper: 40 of 250 epochs; a run of 4 to 9 epochs gets its last one).
   One mixture component, as the paper uses for low-resolution input (EM then reduces to the sample mean
   and covariance); more are a config field. A covariance floor keeps the mask from collapsing to a point.
 - Confidence: the heatmap's peak value, which the Gaussian-weighted target makes a confidence by
@@ -271,7 +272,8 @@ class HeatmapOffsetPose(nn.Module):
         raise NotImplementedError
 
     def set_progress(self, progress: float) -> None:
-        """Training calls this at the start of each epoch with the share of training done."""
+        """Training calls this at the start of each epoch with the share of training done at its middle (so
+        250 epochs give the paper's 40 second-stage epochs, and a short run still gets its last epoch)."""
         self.second_stage.fill_(progress >= self.decoding.second_stage_from)
 
     def predict(self, crops: torch.Tensor, detector: torch.Tensor | None = None
