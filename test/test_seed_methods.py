@@ -38,10 +38,13 @@ def test_decoding_adds_the_offset_at_the_peak_in_radius_units():
     heatmaps[0, 0, 3, 9, 5] = 0.9   # row 9, column 5
     heatmaps[0, 0, 3, 2, 2] = 0.5   # a lower second peak is ignored
     offsets[0, 0, 3, :, 9, 5] = torch.tensor([0.25, -0.5])
-    poses, peaks = decode(heatmaps, offsets, radius=2.0)
+    poses, peaks = decode(heatmaps, offsets, radius=2.0, sigma=1.0)
     # x = 5 + 0.25 * 2 = 5.5, y = 9 - 0.5 * 2 = 8 in pixel indices; pixel centres sit at index + 0.5 of 16 px.
     torch.testing.assert_close(poses[0, 0, 3], torch.tensor([(5.5 + 0.5) / 16 * 2 - 1, (8 + 0.5) / 16 * 2 - 1]))
-    assert float(peaks[0, 0, 3]) == pytest.approx(0.9)
+    # The peak over the target's value at the offset's distance, capped at half a pixel diagonal (d^2 <= 0.5).
+    assert float(peaks[0, 0, 3]) == pytest.approx(0.9 / math.exp(-0.5 / 2))
+    offsets[0, 0, 3, :, 9, 5] = torch.tensor([0.1, 0.2])  # d^2 = 0.2^2 + 0.4^2
+    assert float(decode(heatmaps, offsets, 2.0, 1.0)[1][0, 0, 3]) == pytest.approx(0.9 / math.exp(-0.2 / 2))
 
 
 @pytest.mark.parametrize("second_stage", [False, True])
@@ -52,9 +55,10 @@ def test_the_targets_give_zero_loss_and_decode_back_to_the_labels(second_stage):
     mask = torch.rand(4, 1, 17, generator=generator) > 0.2
     heatmaps, offsets = exact_maps(keypoints, config)
     assert float(cal_loss(heatmaps, offsets, keypoints, mask, config, second_stage)) == pytest.approx(0, abs=1e-5)
-    poses, peaks = decode(heatmaps, offsets, config.radius)
+    poses, peaks = decode(heatmaps, offsets, config.radius, config.sigma)
     torch.testing.assert_close(poses, keypoints, atol=1e-5, rtol=0)
-    assert bool((peaks > math.exp(-0.5 / config.sigma ** 2) - 1e-6).all()), "the peak is the nearest pixel's"
+    # A perfect heatmap is a sure joint, whatever the joint's sub-pixel phase.
+    torch.testing.assert_close(peaks, torch.ones_like(peaks), atol=1e-5, rtol=0)
     # A wrong offset, or a heatmap off its target, costs; unlabelled joints cost nothing.
     moved = offsets.clone()
     moved[mask] += 0.3
@@ -62,6 +66,33 @@ def test_the_targets_give_zero_loss_and_decode_back_to_the_labels(second_stage):
     unlabelled = offsets.clone()
     unlabelled[~mask] += 0.3
     assert float(cal_loss(heatmaps, unlabelled, keypoints, mask, config, second_stage)) == pytest.approx(0, abs=1e-5)
+
+
+def test_second_stage_weighs_an_offset_error_by_the_fitted_displacement_density():
+    """Exact maps put each argmax on the pixel nearest its joint; the displacements are the joints' sub-pixel
+    phases. One wrong offset at one pixel then costs its L1 error times the Gaussian of those displacements
+    (sample mean, covariance plus the floor), evaluated at joint - pixel: computed here by hand."""
+    config = CALConfig()
+    generator = torch.Generator().manual_seed(3)
+    keypoints = torch.rand(2, 1, 17, 2, generator=generator) * 1.4 - 0.7
+    mask = torch.ones(2, 1, 17, dtype=torch.bool)
+    heatmaps, offsets = exact_maps(keypoints, config)
+    centres = heatmap_pixel_coordinates(keypoints, 16).double()
+    displacements = (centres - torch.round(centres)).reshape(-1, 2)
+    mean = displacements.mean(dim=0)
+    covariance = torch.cov(displacements.T, correction=0) + 0.1 * torch.eye(2, dtype=torch.float64)
+    row, column = 7, 4
+    offsets[1, 0, 5, :, row, column] += torch.tensor([0.3, -0.2])
+    d = centres[1, 0, 5] - torch.tensor([column, row], dtype=torch.float64) - mean
+    density = torch.exp(-0.5 * d @ torch.linalg.inv(covariance) @ d) / (2 * math.pi * torch.det(covariance).sqrt())
+    expected = 0.5 * 1.0 * float(density)  # batch mean of 2 windows; L1 error 0.5; lambda 1
+    assert float(cal_loss(heatmaps, offsets, keypoints, mask, config, True)) == pytest.approx(expected, rel=1e-4)
+    # The first stage weighs the disk evenly instead: the error over the disk's pixel count, if the pixel is in it.
+    inside = float(((centres[1, 0, 5] - torch.tensor([column, row], dtype=torch.float64)) ** 2).sum()) <= 4
+    disk = int((((torch.arange(16.0)[:, None] - centres[1, 0, 5, 1]) ** 2
+                 + (torch.arange(16.0)[None] - centres[1, 0, 5, 0]) ** 2) <= 4).sum())
+    first = float(cal_loss(heatmaps, offsets, keypoints, mask, config, False))
+    assert first == pytest.approx(0.5 * 0.5 / disk if inside else 0.0, rel=1e-4, abs=1e-7)
 
 
 def test_gaussian_mixture_recovers_known_displacement_statistics():
@@ -119,3 +150,32 @@ def test_back_projection_is_zero_for_block_constant_images_and_counts_detail_tha
     detail[..., 0::2, :] += 0.05
     detail[..., 1::2, :] -= 0.05
     assert float(back_projection_error(detail, crops, 4).max()) < 1e-6
+
+
+def test_temporal_super_resolution_draws_on_other_frames_and_the_per_frame_one_does_not():
+    torch.manual_seed(0)
+    crops = torch.rand(2, 5, 3, 16, 16)
+    changed = crops.clone()
+    changed[:, 0] = torch.rand(2, 3, 16, 16)
+    for temporal in (False, True):
+        model = build_model("sr_pose", {"sr": {"temporal": temporal}}).eval()
+        with torch.no_grad():
+            before, after = model.super_resolution(crops), model.super_resolution(changed)
+        assert not torch.equal(before[:, 0], after[:, 0])
+        assert torch.equal(before[:, 4], after[:, 4]) != temporal, f"temporal={temporal}"
+
+
+def test_linear_attention_equals_its_quadratic_form():
+    """phi(Q) (phi(K)^T V) / (phi(Q) sum phi(K)) is attention with weights phi(q).phi(k) normalised per query."""
+    from exlow_pose_training.models.super_resolution import LinearAttentionLayer
+
+    torch.manual_seed(0)
+    layer = LinearAttentionLayer(8, 2).eval()
+    tokens = torch.randn(3, 10, 8)
+    with torch.no_grad():
+        q, k, v = layer.qkv(layer.norm1(tokens)).view(3, 10, 3, 2, 4).unbind(2)
+        weights = torch.einsum("bnhd,bmhd->bhnm", layer.feature_map(q), layer.feature_map(k))
+        attended = torch.einsum("bhnm,bmhd->bnhd", weights / weights.sum(-1, keepdim=True), v).reshape(3, 10, 8)
+        expected = tokens + layer.out(attended)
+        expected = expected + layer.feedforward(layer.norm2(expected))
+        torch.testing.assert_close(layer(tokens), expected, atol=1e-5, rtol=1e-5)

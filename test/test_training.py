@@ -123,6 +123,7 @@ def test_seed_methods_learn_on_a_tiny_dataset_and_export_with_confidence_and_par
     after = fixed_batch_loss(model, tiny["images"], False)
     assert after < 0.8 * before, f"{variant}: loss {before:.3f} -> {after:.3f}"
     history = json.loads((tmp_path / variant / "metrics.json").read_text())["history"]
+    assert np.isfinite([h["loss"] for h in history]).all()  # the second stage's epochs too
     assert history[-1]["ife"] < 0.8 * history[0]["ife"], [h["ife"] for h in history]
     check_seed_export(model, method, options, tmp_path, tiny["images"], tmp_path / variant / "last.pt")
 

@@ -43,8 +43,10 @@ def build_model(method: str, options: dict[str, Any] | None = None) -> nn.Module
     if method == "cal":
         return ConfidenceAwareLearning(CALConfig(**options))
     if method == "sr_pose":  # options: {sr: SuperResolutionConfig fields, pose: CALConfig fields}
-        return SuperResolutionPose(SuperResolutionConfig(**options.pop("sr", {})),
-                                   cascade_pose_config(**options.pop("pose", {})))
+        sr, pose = options.pop("sr", {}), options.pop("pose", {})
+        if options:
+            raise ValueError(f"sr_pose takes options 'sr' and 'pose' only, not {sorted(options)}")
+        return SuperResolutionPose(SuperResolutionConfig(**sr), cascade_pose_config(**pose))
     known = ", ".join((*METHODS, *SEED_METHODS, "autoencoder"))
     raise ValueError(f"unknown method {method!r}; choose from {known}")
 

@@ -27,8 +27,9 @@ The text in seed 002 lacks its equations, so these are choices (all config field
   One mixture component, as the paper uses for low-resolution input (EM then reduces to the sample mean
   and covariance); more are a config field. A covariance floor keeps the mask from collapsing to a point.
 - Confidence: the heatmap's peak value, which the Gaussian-weighted target makes a confidence by
-  construction (1 at a sure joint). `predict` returns it as a logit through `PeakConfidence`, whose scale
-  and bias start at 1 and 0 and are only changed by temperature scaling at export.
+  construction, divided by the target's value at the predicted sub-pixel distance from the peak pixel
+  (so a sure joint gives 1 whatever its sub-pixel phase). `predict` returns it as a logit through
+  `PeakConfidence`, whose scale and bias start at 1 and 0 and are only changed by temperature scaling at export.
 - No flip test: the runtime runs one pass per window.
 - 5-frame variant (`temporal: true`, our extension): the frames' 4 px feature maps are fused over the window by
   residual 3D convolutions (frame x row x column) before the deconvolutions, so each frame's heatmap sees its
@@ -153,16 +154,22 @@ def heatmap_pixel_coordinates(keypoints: torch.Tensor, size: int) -> torch.Tenso
     return (keypoints + 1) / 2 * size - 0.5
 
 
-def decode(heatmaps: torch.Tensor, offsets: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 9: argmax of each heatmap plus the offset read there -> keypoints (..., J, 2) in crop coordinates, and
-    the peak values (..., J)."""
+def decode(heatmaps: torch.Tensor, offsets: torch.Tensor, radius: float, sigma: float
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 9: argmax of each heatmap plus the offset read there -> keypoints (..., J, 2) in crop coordinates; and
+    each peak divided by the target's value at that sub-pixel distance (..., J). A perfect prediction's peak is
+    exp(-d^2 / 2 sigma^2), d the joint's distance to the nearest pixel centre (up to half a pixel diagonal), so
+    the raw peak would tell the joint's sub-pixel phase as much as its certainty; d is capped at that half
+    diagonal, so a wild offset cannot inflate the confidence."""
+    heatmaps, offsets = heatmaps.float(), offsets.float()  # bf16 indices are coarse beyond 8 px
     height, width = heatmaps.shape[-2:]
     peaks, index = heatmaps.flatten(-2).max(dim=-1)
     flat_offsets = offsets.flatten(-2)  # (..., J, 2, h*w)
-    offset = flat_offsets.gather(-1, index[..., None, None].expand(*index.shape, 2, 1))[..., 0]
-    x = (index % width).to(heatmaps.dtype) + offset[..., 0] * radius
-    y = (index // width).to(heatmaps.dtype) + offset[..., 1] * radius
-    return torch.stack([(x + 0.5) / width * 2 - 1, (y + 0.5) / height * 2 - 1], dim=-1), peaks
+    offset = flat_offsets.gather(-1, index[..., None, None].expand(*index.shape, 2, 1))[..., 0] * radius
+    x = (index % width).to(heatmaps.dtype) + offset[..., 0]
+    y = (index // width).to(heatmaps.dtype) + offset[..., 1]
+    phase = torch.exp(-(offset ** 2).sum(dim=-1).clamp_max(0.5) / (2 * sigma ** 2))
+    return torch.stack([(x + 0.5) / width * 2 - 1, (y + 0.5) / height * 2 - 1], dim=-1), peaks / phase
 
 
 def stable_peaks(heatmaps: torch.Tensor, margin: float = STABLE_PEAK_MARGIN) -> torch.Tensor:
@@ -182,12 +189,12 @@ def fit_gaussian_mixture(points: torch.Tensor, components: int, iterations: int 
         mean = points.mean(dim=0)
         centred = points - mean
         covariance = centred.T @ centred / max(1, len(points)) + COVARIANCE_FLOOR * eye
-        return torch.ones(1, dtype=points.dtype), mean[None], covariance[None]
+        return torch.ones(1, dtype=points.dtype, device=points.device), mean[None], covariance[None]
     # Start from points spread over the sorted distances from the median (deterministic).
     order = (points - points.median(dim=0).values).norm(dim=-1).argsort()
     means = points[order[torch.linspace(0, len(points) - 1, components).long()]]
     covariances = torch.cov(points.T).expand(components, 2, 2).clone() + COVARIANCE_FLOOR * eye
-    weights = torch.full((components,), 1.0 / components, dtype=points.dtype)
+    weights = torch.full((components,), 1.0 / components, dtype=points.dtype, device=points.device)
     for _ in range(iterations):
         log_density = _log_gaussian(points[:, None], means, covariances) + weights.log()  # (N, K)
         responsibility = torch.softmax(log_density, dim=1)
@@ -234,10 +241,15 @@ def cal_loss(heatmaps: torch.Tensor, offsets: torch.Tensor, keypoints: torch.Ten
     offset_target = torch.stack([to_x[..., None, :].expand_as(squared), to_y[..., :, None].expand_as(squared)],
                                 dim=-3) / config.radius  # (B, F, J, 2, h, w)
     offset_error = (offsets - offset_target).abs().sum(dim=-3)  # L1 over (dx, dy)
-    pixel_weight = disk
-    if second_stage and bool(mask.any()):
-        pixel_weight = mixed_gaussian_masks(heatmaps.detach(), centres, mask, to_x, to_y, config)
-    offset_term = (offset_error * pixel_weight).sum(dim=(-1, -2)) / pixel_weight.sum(dim=(-1, -2)).clamp_min(1e-6)
+    # First stage: the mean over the disk (UDP). Second stage: the mixture's density, which sums to about 1
+    # over the grid for a joint inside it and is not renormalised: a joint near or beyond the edge keeps only
+    # the share of its mask that falls on the heatmap, as the paper's one normalised mask shifted to each joint.
+    inside = ((centres > -0.5) & (centres < size - 0.5)).all(dim=-1) & mask
+    if second_stage and bool(inside.any()):
+        pixel_weight = mixed_gaussian_masks(heatmaps.detach(), centres, inside, to_x, to_y, config)
+        offset_term = (offset_error * pixel_weight).sum(dim=(-1, -2))
+    else:
+        offset_term = (offset_error * disk).sum(dim=(-1, -2)) / disk.sum(dim=(-1, -2)).clamp_min(1.0)
     per_joint = heatmap_term + config.offset_weight * offset_term
     return (per_joint * weight).sum(dim=(1, 2)).mean()
 
@@ -245,9 +257,10 @@ def cal_loss(heatmaps: torch.Tensor, offsets: torch.Tensor, keypoints: torch.Ten
 def mixed_gaussian_masks(heatmaps: torch.Tensor, centres: torch.Tensor, mask: torch.Tensor, to_x: torch.Tensor,
                          to_y: torch.Tensor, config: CALConfig) -> torch.Tensor:
     """Algorithm 1: displacements from each labelled joint's predicted argmax to its ground truth, over the
-    mini-batch; a Gaussian mixture fitted to them; per joint the mixture evaluated at (joint - pixel)."""
+    mini-batch (`mask`: the labelled joints inside the heatmap, since the argmax cannot reach one beyond its
+    edge); a Gaussian mixture fitted to them; per joint the mixture's density at (joint - pixel)."""
     width = heatmaps.shape[-1]
-    index = heatmaps.flatten(-2).argmax(dim=-1)
+    index = heatmaps.float().flatten(-2).argmax(dim=-1)
     coarse = torch.stack([index % width, index // width], dim=-1).to(centres.dtype)
     displacements = (centres - coarse)[mask]  # (N, 2)
     weights, means, covariances = fit_gaussian_mixture(displacements, config.mixture_components)
@@ -280,7 +293,7 @@ class HeatmapOffsetPose(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Poses (B, 5, 17, 2) and confidence logits (B, 5, 17); `detector` is ignored (no detector input)."""
         heatmaps, offsets = self.maps(crops)
-        poses, peaks = decode(heatmaps, offsets, self.decoding.radius)
+        poses, peaks = decode(heatmaps, offsets, self.decoding.radius, self.decoding.sigma)
         return poses, self.confidence(peaks)
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
@@ -294,7 +307,7 @@ class HeatmapOffsetPose(nn.Module):
         """Eq. 14 or 15 on the given frames' maps, and their decoded poses."""
         loss = cal_loss(heatmaps, offsets, batch["keypoints"][:, frames], batch["mask"][:, frames], self.decoding,
                         bool(self.second_stage))
-        return loss, decode(heatmaps.detach(), offsets.detach(), self.decoding.radius)[0]
+        return loss, decode(heatmaps.detach(), offsets.detach(), self.decoding.radius, self.decoding.sigma)[0]
 
 
 class ConfidenceAwareLearning(HeatmapOffsetPose):
