@@ -49,8 +49,9 @@ def alive(process: subprocess.Popen):
     return check
 
 
-def finish(process: subprocess.Popen, timeout: float = 20) -> str:
-    """Wait for the process to end on its own; kill it (and fail) if it does not."""
+def finish(process: subprocess.Popen, timeout: float = 60) -> str:
+    """Wait for the process to end on its own; kill it (and fail) if it does not. Generous: beside a training
+    job a recorder took over 20 s to close its bag and leave after SIGINT (discovery alone took 6 s there)."""
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
