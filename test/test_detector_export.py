@@ -130,6 +130,25 @@ def test_missing_or_corrupt_export_fails_at_start_with_what_to_do(cache, tmp_pat
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.skipif("openvino" not in CPU_BACKENDS, reason="openvino is not installed (its wheel is x86-only)")
+def test_auto_takes_the_cached_openvino_export_else_pytorch_and_refuses_a_corrupt_one(cache, tmp_path):
+    chosen = PersonTracker(DETECTOR, IMGSZ, backend="auto", export_dir=cache)
+    assert chosen.backend == "openvino" and chosen.dynamic_model is None and chosen.static_models
+    assert "cached" in chosen.backend_note
+    fallback = PersonTracker(DETECTOR, IMGSZ, backend="auto", export_dir=tmp_path)  # nothing cached there
+    assert fallback.backend == "torch" and fallback.model is not None
+    assert f"detector_export --backend openvino --weights {DETECTOR} --imgsz {IMGSZ}" in fallback.backend_note
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(cache, copy)
+    folder = find_exports(DETECTOR, "openvino", IMGSZ, cache_dir=copy)[0].path
+    weights = next(folder.glob("*.bin"))
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(TrackerError, match="corrupt"):  # not silently PyTorch: the user must know
+        PersonTracker(DETECTOR, IMGSZ, backend="auto", export_dir=copy)
+
+
 def test_missing_openvino_says_how_to_install(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))

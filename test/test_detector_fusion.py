@@ -309,3 +309,55 @@ def test_keypoint_calibration_learns_that_smaller_people_are_less_reliable(tmp_p
     del old["size_slope"]  # a calibration written before the size term
     (tmp_path / "old.json").write_text(json.dumps(old))
     assert (KeypointCalibration.load(tmp_path / "old.json").size_slope == 0).all()
+
+
+def test_keypoint_calibration_learns_that_a_clearly_seen_persons_joints_are_more_reliable(tmp_path):
+    import json
+
+    from exlow_pose_ros.core.keypoint_calibration import KeypointCalibration, fit_calibration, logit, person_feature
+
+    rng = np.random.default_rng(2)
+    # Persons whose 17 confidences share a per-person level, so the person's mean says something of its own.
+    level = rng.uniform(0.15, 0.85, 5_000)
+    confidence = np.clip(level[:, None] + rng.normal(0, 0.12, (5_000, 17)), 0.03, 0.97)
+    context = person_feature(confidence)  # (persons,)
+    truth = 1 / (1 + np.exp(-(logit(confidence) + 0.6 * context[:, None] - 0.2)))
+    correct = rng.random(confidence.shape) < truth
+    joint = np.broadcast_to(np.arange(17), confidence.shape)
+    person = np.broadcast_to(context[:, None], confidence.shape)
+    calibration = fit_calibration(confidence.ravel(), correct.ravel(), joint.ravel(), {"data": "test"},
+                                  person=person.ravel())
+    np.testing.assert_allclose(calibration.person_slope, 0.6, atol=0.2)
+    np.testing.assert_allclose(calibration.slope, 1.0, atol=0.2)
+    # The same joint confidence: worth more on a person seen clearly than on one barely seen.
+    clear, faint = np.full(17, 0.9), np.full(17, 0.2)
+    clear[0] = faint[0] = 0.5
+    assert calibration(clear)[0] > calibration(faint)[0] + 0.1
+    calibration.save(tmp_path / "c.json")
+    np.testing.assert_allclose(KeypointCalibration.load(tmp_path / "c.json").person_slope, calibration.person_slope)
+    old = json.loads((tmp_path / "c.json").read_text())
+    del old["person_slope"]  # a calibration written before the person term
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert (KeypointCalibration.load(tmp_path / "old.json").person_slope == 0).all()
+
+
+def test_calibrate_cli_fits_the_chosen_terms_and_cross_validates_by_scene(tmp_path, capsys):
+    from exlow_pose_ros.core.keypoint_calibration import KeypointCalibration
+    from exlow_pose_training.calibrate import main as calibrate
+
+    data = write_tiny_dataset(tmp_path / "tiny", "tiny", tracks_per_split=6, detector_noise=0.15,
+                              train_scenes=("north", "south"))
+    out = tmp_path / "calibration.json"
+    assert calibrate(["--data", f"{data}:train", "--terms", "person", "--cross-validate", "--out", str(out)]) == 0
+    written = KeypointCalibration.load(out)
+    assert written.provenance["terms"] == ["confidence", "person"]
+    assert (written.size_slope == 0).all() and (written.person_slope != 0).any()
+    validation = written.provenance["leave_one_scene_out_ece"]
+    assert set(validation) == {"confidence", "confidence+size", "confidence+person", "confidence+size+person"}
+    assert all(set(row) == {"north", "south", "mean"} and 0 <= row["mean"] <= 1 for row in validation.values())
+    printed = capsys.readouterr().out
+    import re
+
+    before, after = (float(v) for v in re.search(r"ECE on \S+ ([0-9.]+) -> ([0-9.]+) over", printed).groups())
+    assert after < before  # the raw confidences of the noisy detector are not probabilities; the fit is closer
+    assert calibrate(["--data", f"{data}:test", "--out", str(tmp_path / "x.json")]) == 2  # never unseen scenes

@@ -27,14 +27,14 @@ def render(keypoints: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def write_tiny_dataset(root: Path, kind: str = "synthetic", tracks_per_split: int = 4, frames: int = 24,
                        seed: int = 0, detector_noise: float = 0.08, found_share: float = 0.8,
-                       scenes: tuple[str, ...] = ("a", "b")) -> Path:
+                       scenes: tuple[str, ...] = ("a", "b"), train_scenes: tuple[str, ...] = ("tiny",)) -> Path:
     """kind "tiny" adds the detector's keypoints: the labels plus Gaussian noise of `detector_noise` (0: exact),
     on a `found_share` of the frames (the tracker reports all found ones but each track's first frame); its
-    test split has one source per scene name."""
+    test split has one source per scene name, and the train split one per `train_scenes` name."""
     rng = np.random.default_rng(seed)
     writer = DatasetWriter(root, kind, "test.tiny_datasets", provenance={"purpose": "tests"})
     for split in ("train", "val", "test"):
-        names = scenes if split == "test" else ("tiny",)
+        names = scenes if split == "test" else train_scenes if split == "train" else ("tiny",)
         sources = [writer.add_source(f"tiny_{split}_{name}", split, scene=name) for name in names]
         for number in range(tracks_per_split):
             _add_track(writer, sources[number % len(sources)], kind, frames, rng, detector_noise, found_share)

@@ -4,11 +4,13 @@ YOLO11n-pose's keypoint confidences are not probabilities: on people 12-32 px ta
 0.12 on unseen scenes, README "Results"), and the same confidence means less on a smaller person. A calibration
 maps each joint's confidence c of a person whose box is h px tall to
 
-    sigmoid(a_j * logit(c) + b_j + s_j * log(h / REFERENCE_HEIGHT)),
+    sigmoid(a_j * logit(c) + b_j + s_j * log(h / REFERENCE_HEIGHT) + p_j * logit(mean_k c_k)),
 
-the probability that the (smoothed) keypoint is right (per-keypoint OKS >= 0.5), with a_j, b_j, s_j fitted on
-the training scenes (`exlow-pose-calibrate`) and shipped as JSON beside the model. A file without s_j (older
-calibrations) has s_j = 0: the size term is then off.
+the probability that the (smoothed) keypoint is right (per-keypoint OKS >= 0.5), with a_j, b_j, s_j, p_j fitted
+on the training scenes (`exlow-pose-calibrate`) and shipped as JSON beside the model. The last term is the
+person's context: the mean confidence of all 17 of its keypoints (a joint of a person the detector sees clearly
+is more often right than the same confidence on a person it barely sees). A file without s_j or p_j (older
+calibrations) has them 0: that term is then off.
 """
 
 from __future__ import annotations
@@ -40,17 +42,24 @@ def size_feature(box_height: np.ndarray | float) -> np.ndarray:
     return np.log(np.maximum(np.asarray(box_height, np.float64), 1.0) / REFERENCE_HEIGHT)
 
 
+def person_feature(confidence: np.ndarray) -> np.ndarray:
+    """logit of the mean of a person's 17 keypoint confidences: (..., 17) -> (...)."""
+    return logit(np.mean(np.nan_to_num(np.asarray(confidence, np.float64)), axis=-1))
+
+
 @dataclass(frozen=True)
 class KeypointCalibration:
     slope: np.ndarray       # (17,)
     intercept: np.ndarray   # (17,)
     provenance: dict
     size_slope: np.ndarray = field(default_factory=lambda: np.zeros(NUM_KEYPOINTS))  # (17,)
+    person_slope: np.ndarray = field(default_factory=lambda: np.zeros(NUM_KEYPOINTS))  # (17,)
 
     def __call__(self, confidence: np.ndarray, box_height: np.ndarray | float | None = None) -> np.ndarray:
         """(..., 17) detector confidences of persons whose boxes are `box_height` px tall (shape (...); None:
         the size term is left out) -> calibrated probabilities; 0 stays 0 (no keypoint)."""
-        score = self.slope * logit(confidence) + self.intercept
+        score = self.slope * logit(confidence) + self.intercept + self.person_slope * person_feature(confidence)[
+            ..., None]
         if box_height is not None:
             score = score + self.size_slope * size_feature(box_height)[..., None]
         calibrated = 1 / (1 + np.exp(-np.clip(score, -30, 30)))
@@ -59,6 +68,7 @@ class KeypointCalibration:
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps({"kind": "exlow_pose.keypoint_calibration", "slope": self.slope.tolist(),
                                           "intercept": self.intercept.tolist(), "size_slope": self.size_slope.tolist(),
+                                          "person_slope": self.person_slope.tolist(),
                                           "reference_height_px": REFERENCE_HEIGHT, **self.provenance}, indent=2)
                               + "\n")
 
@@ -72,33 +82,36 @@ class KeypointCalibration:
             values = json.loads(path.read_text())
             slope, intercept = np.asarray(values["slope"], float), np.asarray(values["intercept"], float)
             size_slope = np.asarray(values.get("size_slope", np.zeros(NUM_KEYPOINTS)), float)
+            person_slope = np.asarray(values.get("person_slope", np.zeros(NUM_KEYPOINTS)), float)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise CalibrationError(f"keypoint calibration {path} is not readable ({error}); make it again with "
                                    "exlow-pose-calibrate") from None
         if values.get("kind") != "exlow_pose.keypoint_calibration" or \
-                any(v.shape != (NUM_KEYPOINTS,) or not np.isfinite(v).all() for v in (slope, intercept, size_slope)):
+                any(v.shape != (NUM_KEYPOINTS,) or not np.isfinite(v).all()
+                    for v in (slope, intercept, size_slope, person_slope)):
             raise CalibrationError(f"keypoint calibration {path} is malformed (needs kind "
                                    f"'exlow_pose.keypoint_calibration' and {NUM_KEYPOINTS} finite slopes and "
                                    "intercepts); make it again with exlow-pose-calibrate")
-        ignored = ("slope", "intercept", "size_slope", "reference_height_px")
-        return cls(slope, intercept, {k: v for k, v in values.items() if k not in ignored}, size_slope)
+        ignored = ("slope", "intercept", "size_slope", "person_slope", "reference_height_px")
+        return cls(slope, intercept, {k: v for k, v in values.items() if k not in ignored}, size_slope, person_slope)
 
 
 def fit_calibration(confidence: np.ndarray, correct: np.ndarray, joint: np.ndarray, provenance: dict,
-                    box_height: np.ndarray | None = None, iterations: int = 50) -> KeypointCalibration:
-    """Per-joint logistic regression of `correct` on logit(confidence), and on the size term when `box_height`
-    (px, per sample) is given (Newton's method, a small ridge towards the identity map)."""
-    features = 3 if box_height is not None else 2
-    prior = np.array([1.0, 0.0, 0.0][:features])
-    slope, intercept, size_slope = np.ones(NUM_KEYPOINTS), np.zeros(NUM_KEYPOINTS), np.zeros(NUM_KEYPOINTS)
+                    box_height: np.ndarray | None = None, person: np.ndarray | None = None,
+                    iterations: int = 50) -> KeypointCalibration:
+    """Per-joint logistic regression of `correct` on logit(confidence), plus the size term when `box_height` (px,
+    per sample) is given and the person term when `person` (person_feature of the sample's person) is given
+    (Newton's method, a small ridge towards the identity map)."""
+    extras = [values for values in (None if box_height is None else size_feature(box_height), person)
+              if values is not None]
+    features = 2 + len(extras)
+    prior = np.array([1.0] + [0.0] * (features - 1))
+    weights_per_joint = np.tile(prior, (NUM_KEYPOINTS, 1))
     for j in range(NUM_KEYPOINTS):
         chosen = joint == j
         if chosen.sum() < 20:
             continue
-        columns = [logit(confidence[chosen]), np.ones(chosen.sum())]
-        if box_height is not None:
-            columns.append(size_feature(box_height[chosen]))
-        x = np.stack(columns, axis=1)
+        x = np.stack([logit(confidence[chosen]), np.ones(chosen.sum()), *(e[chosen] for e in extras)], axis=1)
         y = correct[chosen].astype(float)
         weights = prior.copy()
         ridge = 1e-3 * len(y)  # keeps a joint with little data near the identity map
@@ -115,7 +128,8 @@ def fit_calibration(confidence: np.ndarray, correct: np.ndarray, joint: np.ndarr
                 gradient = rest.T @ (p - y) + ridge * (weights[1:] - prior[1:])
                 hessian = (rest * (p * (1 - p))[:, None]).T @ rest + ridge * np.eye(features - 1)
                 weights[1:] = weights[1:] - np.linalg.solve(hessian, gradient)
-        slope[j], intercept[j] = weights[:2]
-        if box_height is not None:
-            size_slope[j] = weights[2]
-    return KeypointCalibration(slope, intercept, provenance, size_slope)
+        weights_per_joint[j] = weights
+    columns = iter(weights_per_joint.T[2:])
+    size_slope = next(columns) if box_height is not None else np.zeros(NUM_KEYPOINTS)
+    person_slope = next(columns) if person is not None else np.zeros(NUM_KEYPOINTS)
+    return KeypointCalibration(weights_per_joint[:, 0], weights_per_joint[:, 1], provenance, size_slope, person_slope)

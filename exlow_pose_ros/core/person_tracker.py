@@ -21,6 +21,28 @@ from .detector_export import (
 from .error_text import first_line
 
 TRACKERS = ("bytetrack.yaml", "botsort.yaml")
+TRACKER_BACKENDS = ("auto", *BACKENDS)
+AUTO_ORDER_GPU = ("tensorrt",)  # tried first when the tracker's device is a GPU
+AUTO_ORDER_CPU = ("openvino",)  # ONNX Runtime is left out: not faster than PyTorch for this detector
+
+
+def resolve_auto_backend(weights: Path, image_size: int, precision: str, device: str,
+                         export_dir: str | Path | None) -> tuple[str, str]:
+    """The backend 'auto' means for these weights: the fastest one with an export cached at this imgsz and
+    precision (TensorRT on a GPU device, then OpenVINO where it is installed), else PyTorch. Returns it with a
+    sentence for the start-up log. A corrupt cached export raises ExportError rather than being passed over."""
+    cache = None if export_dir in (None, "") else Path(export_dir)
+    order = (AUTO_ORDER_GPU if str(device) != "cpu" else ()) + AUTO_ORDER_CPU
+    for backend in order:
+        try:
+            check_backend_available(backend)
+        except ExportError:
+            continue
+        if find_exports(weights, backend, image_size, precision, cache):
+            return backend, f"auto: {backend}, its export is cached"
+    hint = export_command("openvino", weights, image_size, precision, cache)
+    return "torch", (f"auto: torch, no faster export cached (on an x86 CPU, `{hint}` makes OpenVINO's, about 2x "
+                     "faster)")
 
 
 class TrackerError(RuntimeError):
@@ -61,7 +83,8 @@ class PersonTracker:
                  max_upscale: float = 0.0, precision: str = "fp32") -> None:
         """backend: torch runs `model_path` as it is (.pt on PyTorch; an .onnx/.engine path also works);
         onnxruntime, openvino, tensorrt run the exports of the .pt that detector_export cached in `export_dir`
-        (default: exported/ next to the weights). max_upscale: see detector_export.effective_imgsz."""
+        (default: exported/ next to the weights); auto: see resolve_auto_backend (`backend` then holds the choice,
+        `backend_note` why). max_upscale: see detector_export.effective_imgsz."""
         os.environ.setdefault("YOLO_OFFLINE", "1")  # never download at run time
         path = Path(model_path)
         if not path.is_file():
@@ -69,8 +92,18 @@ class PersonTracker:
                                "yolo11n-pose.pt into assets/models) or set detector_model to a local .pt/.onnx")
         if tracker not in TRACKERS and not Path(tracker).is_file():
             raise TrackerError(f"tracker must be one of {TRACKERS} or a tracker YAML file, not {tracker!r}")
-        if backend not in BACKENDS:
-            raise TrackerError(f"detector backend must be one of {BACKENDS}, not {backend!r}")
+        if backend not in TRACKER_BACKENDS:
+            raise TrackerError(f"detector backend must be one of {TRACKER_BACKENDS}, not {backend!r}")
+        self.backend_note = backend
+        if backend == "auto":
+            if path.suffix != ".pt":  # an .onnx/.engine given as weights runs as it is
+                backend, self.backend_note = "torch", f"auto: {path.name} as it is"
+            else:
+                try:
+                    backend, self.backend_note = resolve_auto_backend(path, image_size, precision, device,
+                                                                      export_dir)
+                except ExportError as error:
+                    raise TrackerError(str(error)) from None
         if backend != "torch" and path.suffix != ".pt":
             raise TrackerError(f"detector backend {backend} runs exports of .pt weights, not {path.name}: set "
                                "detector_model to the .pt file or use detector_backend torch")

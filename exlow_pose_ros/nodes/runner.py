@@ -21,6 +21,16 @@ def run_node(node_name: str, description: str, create: Callable[[], object], arg
         program = Path(argv[0]).name if argv else node_name
         print(f"usage: {program} [--ros-args -p NAME:=VALUE ...]\n\n{description}\n\n{help_text(node_name)}")
         return 0
+    try:
+        return _run(node_name, create, argv)
+    except KeyboardInterrupt:
+        # rclpy's C signal handler shuts the context down at once, Python's own handler raises KeyboardInterrupt
+        # only at the next bytecode: during a long C call in start-up (loading the detector) it can come after
+        # start-up has already ended on the shut-down context, here, in the clean-up. Still a requested stop.
+        return 0
+
+
+def _run(node_name: str, create: Callable[[], object], argv: list[str]) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException
 

@@ -54,7 +54,8 @@ class TrackerNode(Node):
         self.guard = StreamGuard(on_restart=[self.tracker.reset])  # new ids, no motion across streams
         self.create_timer(1.0, self.publish_diagnostics)
         self.get_logger().info(f"tracking persons with {Path(p['detector_model'] or default_detector()).name} at "
-                               f"imgsz {p['image_size']} on {p['detector_backend']}, max_upscale {p['max_upscale']} "
+                               f"imgsz {p['image_size']} on {self.tracker.backend} ({self.tracker.backend_note}), "
+                               f"max_upscale {p['max_upscale']} "
                                f"({p['tracker']})")
 
     def on_parameters(self, names: list[str]) -> None:
@@ -114,6 +115,7 @@ class TrackerNode(Node):
     def publish_diagnostics(self) -> None:
         self.diagnostics.publish(status(self, "tracker", {
             "input rate (Hz)": f"{self.inputs.rate():.2f}", "detector (ms)": f"{self.detector_ms.mean():.1f}",
+            "detector backend": self.tracker.backend,
             "crop and publish (ms)": f"{self.crop_publish_ms.mean():.2f}",
             "persons published": self.persons_published, **self.faults.values()},
             stale_after=5.0, idle=self.inputs.idle_seconds()))

@@ -25,6 +25,7 @@ from typing import TextIO
 from tqdm import tqdm
 
 from ..core.assets import assets_dir, default_detector
+from ..core.person_tracker import TRACKER_BACKENDS as DETECTOR_BACKENDS
 
 PROG = "exlow_pose_demo"
 NAMESPACE = "/exlow_pose"
@@ -213,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="centre", choices=("centre", "latest"))
     parser.add_argument("--keypoints", default="detector", choices=("detector", "model"),
                         help="the pose node's keypoint_source (default: %(default)s)")
-    parser.add_argument("--imgsz", type=int, default=1280, help="detector input size")
+    parser.add_argument("--imgsz", type=int, default=None, help="detector input size (default: the tracker's "
+                        "params file)")
+    parser.add_argument("--detector-backend", choices=DETECTOR_BACKENDS, default=None,
+                        help="the tracker's detector_backend (default: the tracker's params file)")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: whole video)")
     parser.add_argument("--out", type=Path, default=Path("results") / "demo",
                         help="output folder, replaced (default results/demo in the working directory)")
@@ -258,8 +262,10 @@ def main(argv: list[str] | None = None) -> int:
                                  pose_parameters)),
         "tracker": start("tracker", command("exlow_pose_tracker", "exlow_pose_ros.nodes.tracker_node")
                          + ros_args(NAMESPACE, {"image": IMAGE_TOPIC},
-                                    {"detector_model": str(args.detector.resolve()), "image_size": args.imgsz,
-                                     "reliable_input": True})),
+                                    {"detector_model": str(args.detector.resolve()), "reliable_input": True,
+                                     **({} if args.imgsz is None else {"image_size": args.imgsz}),
+                                     **({} if args.detector_backend is None
+                                        else {"detector_backend": args.detector_backend})})),
     }
     watcher = Watcher(args.out / "annotated.mp4", fps)
     progress = Progress(expected_frames)

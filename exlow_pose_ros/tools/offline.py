@@ -68,10 +68,9 @@ from tqdm import tqdm
 
 from ..core.assets import default_detector, default_model, keypoint_calibration
 from ..core.backends import BACKENDS, BackendError, create_backend
-from ..core.detector_export import BACKENDS as DETECTOR_BACKENDS
 from ..core.detector_export import PRECISIONS
 from ..core.drawing import draw_skeletons, draw_tracked_boxes
-from ..core.person_tracker import TRACKERS, PersonTracker, TrackedBox, TrackerError
+from ..core.person_tracker import TRACKER_BACKENDS, TRACKERS, PersonTracker, TrackedBox, TrackerError
 from ..core.pose_estimator import (
     KEYPOINT_SOURCES,
     FrameSkeletons,
@@ -146,10 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tracker", default="bytetrack.yaml", help=f"one of {', '.join(TRACKERS)} or a tracker "
                         "YAML (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="detector torch device (default: %(default)s)")
-    parser.add_argument("--detector-backend", choices=DETECTOR_BACKENDS, default="torch",
-                        help="torch: --detector as it is; onnxruntime, openvino (fastest on x86 CPUs), tensorrt: its "
-                        "export, made beforehand with python -m exlow_pose_ros.core.detector_export (default: "
-                        "%(default)s)")
+    parser.add_argument("--detector-backend", choices=TRACKER_BACKENDS, default="auto",
+                        help="auto: the fastest cached export (as the tracker node's default); torch: --detector as it "
+                        "is; onnxruntime, openvino (fastest on x86 CPUs), tensorrt: its export, made beforehand with "
+                        "python -m exlow_pose_ros.core.detector_export (default: %(default)s)")
     parser.add_argument("--detector-export-dir", type=Path, default=None, help="detector export cache (default: "
                         "exported/ next to the detector weights)")
     parser.add_argument("--detector-precision", choices=PRECISIONS, default="fp32",
@@ -277,8 +276,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   "method": backend.contract.get("method")},
         "backend": backend.describe(),
         "detector": {"path": str(args.detector), "imgsz": args.imgsz, "conf": args.conf, "iou": args.iou,
-                     "tracker": args.tracker,
-                     "backend": args.detector_backend, "max_upscale": args.max_upscale},
+                     "tracker": args.tracker, "backend": tracker.backend, "backend_choice": tracker.backend_note,
+                     "max_upscale": args.max_upscale},
         "mode": args.mode, "fps": fps, "width": width, "height": height, "start_frame": args.start_frame,
         "annotated_video": writer.describe() if writer else None,
         "frames": frames,

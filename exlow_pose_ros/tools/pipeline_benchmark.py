@@ -1,9 +1,15 @@
-"""`exlow_pose_benchmark`: time of each pipeline stage per frame on real video (a benchmark, not a test).
+"""`exlow_pose_benchmark`: the pipeline's speed on this machine, in one run (a benchmark, not a test).
 
-Per frame: detector (Ultralytics, persons, tracker), crop (the crop convention), pose (PoseEstimator) and publish
-(building and CDR-serialising the ROS messages the nodes send), grouped by the number of persons in the frame.
-Prints a table and writes pipeline.json and pipeline_stages.png. Model speed and size per backend and batch:
-`exlow-pose-benchmark` (training).
+1. Detector: ms per frame for each detector backend (PyTorch, ONNX Runtime, OpenVINO; TensorRT on a GPU) and
+   imgsz, on real video (vtest.avi frames 150-179 by default: 3-9 pedestrians in every frame).
+2. Pipeline: frames per second of the per-frame work (detector and tracker, crops, pose, message building and CDR
+   serialisation) for each detector setting, and each stage's median by persons in frame for the first setting.
+3. Pose: ms per window for each pose backend (ONNX Runtime with 1 and 2 threads, torch from a checkpoint, TensorRT
+   FP32/FP16 on a GPU) at batch 1, 8, 32, 128, for each model given (e.g. an FP32 and an INT8 one).
+4. The pose stage's share of the detector's time.
+Prints the tables and writes benchmark.json and pipeline_stages.png. A detector backend with no cached export gets
+a dynamic-shape one first (python -m exlow_pose_ros.core.detector_export). Parameters and FLOPs of a model:
+`exlow-pose-model-size` (training).
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
@@ -24,20 +32,24 @@ from rich.table import Table
 from std_msgs.msg import Header
 
 from ..core.assets import assets_dir, default_detector, default_model
-from ..core.backends import create_backend
-from ..core.detector_export import BACKENDS
-from ..core.person_tracker import PersonTracker, TrackerError
-from ..core.pose_estimator import PoseEstimator, observe
+from ..core.backends import BackendError, create_backend, tensorrt_usable
+from ..core.detector_export import ExportError, export_detector, find_exports
+from ..core.person_tracker import TRACKER_BACKENDS, PersonTracker, TrackerError
+from ..core.pose_estimator import KEYPOINT_SOURCES, PoseEstimator, observe
 from ..nodes.conversions import skeleton_array, tracked_person_message
+
+STAGES = ("detector", "crop", "pose", "publish")
+BATCHES = (1, 8, 32, 128)
 
 
 def pipeline_rows(video: Path, model: Path, detector: Path, frames: int, start: int, imgsz: int,
                   detector_backend: str = "torch", export_dir: Path | None = None,
-                  max_upscale: float = 0.0) -> list[dict]:
+                  max_upscale: float = 0.0, keypoint_source: str = "detector") -> list[dict]:
     """Per frame: detector, crop, pose and publish (message building + CDR serialisation) times in ms."""
     tracker = PersonTracker(detector, image_size=imgsz, backend=detector_backend, export_dir=export_dir,
                             max_upscale=max_upscale)
-    estimator = PoseEstimator(create_backend("onnxruntime", model, threads=2), "centre")
+    estimator = PoseEstimator(create_backend("onnxruntime", model, threads=2), "centre",
+                              keypoint_source=keypoint_source)
     capture = cv2.VideoCapture(str(video))
     for _ in range(start):
         capture.grab()
@@ -61,7 +73,7 @@ def pipeline_rows(video: Path, model: Path, detector: Path, frames: int, start: 
         serialize_message(persons)
         serialize_message(skeleton_array(header, bgr.shape[1], bgr.shape[0], estimates))
         t4 = time.perf_counter()
-        rows.append({"frame": start + index, "persons": len(tracked),
+        rows.append({"frame": start + index, "persons": len(tracked), "detector_backend": tracker.backend,
                      "detector_input": list(tracker.input_shape(bgr.shape[1], bgr.shape[0])),
                      "skeletons": len(estimates),
                      "detector_ms": 1000 * (t1 - t0), "crop_ms": 1000 * (t2 - t1), "pose_ms": 1000 * (t3 - t2),
@@ -69,19 +81,18 @@ def pipeline_rows(video: Path, model: Path, detector: Path, frames: int, start: 
     return rows
 
 
-def summarise_pipeline(rows: list[dict]) -> list[dict]:
+def summarise_stages(rows: list[dict]) -> list[dict]:
+    """Median stage times grouped by persons in frame."""
     groups: dict[str, list[dict]] = {}
     for row in rows:
         persons = row["persons"]
         key = "0" if persons == 0 else "1-2" if persons <= 2 else "3-5" if persons <= 5 else "6-9" if persons <= 9 \
             else "10+"
         groups.setdefault(key, []).append(row)
-    order = ["0", "1-2", "3-5", "6-9", "10+"]
     summary = []
-    for key in [k for k in order if k in groups]:
+    for key in [k for k in ("0", "1-2", "3-5", "6-9", "10+") if k in groups]:
         group = groups[key]
-        stats = {stage: float(np.median([r[f"{stage}_ms"] for r in group]))
-                 for stage in ("detector", "crop", "pose", "publish")}
+        stats = {stage: float(np.median([r[f"{stage}_ms"] for r in group])) for stage in STAGES}
         persons = float(np.mean([r["persons"] for r in group]))
         summary.append({"persons": key, "frames": len(group), "mean_persons": persons, **{f"{k}_ms": v for k, v in
                         stats.items()}, "pose_ms_per_person": stats["pose"] / persons if persons else None,
@@ -89,40 +100,97 @@ def summarise_pipeline(rows: list[dict]) -> list[dict]:
     return summary
 
 
-def print_table(result: dict) -> None:
-    table = Table(title=f"End-to-end per frame, median ms by persons in frame ({result['source']}; "
-                  f"{result['machine']['cpu']}, {result['machine']['cores']} cores)")
+def summarise_setting(label: str, backend: str, imgsz: int, rows: list[dict]) -> dict:
+    """One detector setting: detector time and the pipeline's frames per second (the first frame, which pays for
+    lazy initialisation, left out)."""
+    timed = rows[1:] or rows
+    totals = [sum(r[f"{stage}_ms"] for stage in STAGES) for r in timed]
+    detector = [r["detector_ms"] for r in timed]
+    return {"setting": label, "backend": backend, "imgsz": imgsz, "frames": len(timed),
+            "input": rows[0]["detector_input"] if rows else None,
+            "detector_ms_median": float(np.median(detector)), "detector_ms_p90": float(np.percentile(detector, 90)),
+            "pipeline_ms_mean": float(np.mean(totals)), "frames_per_second": 1000.0 * len(totals) / sum(totals),
+            "pose_ms_median": float(np.median([r["pose_ms"] for r in timed])),
+            "pose_share_of_detector": float(sum(r["pose_ms"] for r in timed) / sum(detector)),
+            "mean_persons": float(np.mean([r["persons"] for r in rows]))}
+
+
+def time_calls(function, warmup: int, repeats: int, budget_s: float) -> list[float]:
+    for _ in range(warmup):
+        function()
+    times, started = [], time.perf_counter()
+    while len(times) < repeats and (time.perf_counter() - started < budget_s or len(times) < 5):
+        begin = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - begin)
+    return times
+
+
+def pose_rows(models: list[Path], checkpoint: Path | None, budget_s: float) -> list[dict]:
+    """Pose inference per model, backend and batch on random crops (and detector keypoints where the model takes
+    them): the time does not depend on the pixel values."""
+    setups: list[tuple[str, str, Path, dict]] = []
+    for model in models:
+        setups += [(model.name, "onnxruntime CPU, 1 thread", model, {"kind": "onnxruntime", "threads": 1}),
+                   (model.name, "onnxruntime CPU, 2 threads", model, {"kind": "onnxruntime", "threads": 2})]
+        if tensorrt_usable():
+            setups += [(model.name, f"TensorRT {p.upper()}", model,
+                        {"kind": "tensorrt", "precision": p, "batch_max": max(BATCHES)}) for p in ("fp32", "fp16")]
+    if checkpoint is not None:
+        setups.append((checkpoint.name, "torch CPU, 2 threads", checkpoint, {"kind": "torch", "threads": 2}))
+    rows = []
+    rng = np.random.default_rng(0)
+    for model_name, label, path, options in setups:
+        try:
+            backend = create_backend(options.pop("kind"), path, **options)
+        except BackendError as error:
+            rows.append({"model": model_name, "backend": label, "error": str(error)})
+            continue
+        for batch in BATCHES:
+            crops = rng.random((batch, 5, 3, 16, 16), dtype=np.float32)
+            detector = rng.random((batch, 5, 17, 3), dtype=np.float32) if backend.takes_detector else None
+            times = time_calls(lambda b=backend, c=crops, d=detector: b.estimate(c, d), warmup=3, repeats=200,
+                               budget_s=budget_s)
+            p50 = statistics.median(times)
+            rows.append({"model": model_name, "backend": label, "batch": batch, "p50_ms": 1000 * p50,
+                         "p99_ms": 1000 * float(np.percentile(times, 99)), "windows_per_s": batch / p50,
+                         "ms_per_window": 1000 * p50 / batch, "calls": len(times)})
+    return rows
+
+
+def print_tables(result: dict) -> None:
+    console = Console(width=150)  # wide enough for the tables when the output is not a terminal
+    machine = f"{result['machine']['cpu']}, {result['machine']['cores']} cores, load {result['load_average']}"
+    table = Table(title=f"Detector and pipeline per frame ({result['source']}; {machine})")
+    for column in ("backend", "imgsz", "input HxW", "frames", "detector ms (median)", "detector ms (p90)",
+                   "pipeline frames/s", "pose / detector", "persons"):
+        table.add_column(column, justify="left" if column == "backend" else "right")
+    for row in result["settings"]:
+        shape = "x".join(map(str, row["input"])) if row["input"] else "-"
+        table.add_row(row["backend"], str(row["imgsz"]), shape, str(row["frames"]), f"{row['detector_ms_median']:.1f}",
+                      f"{row['detector_ms_p90']:.1f}", f"{row['frames_per_second']:.2f}",
+                      f"{100 * row['pose_share_of_detector']:.1f}%", f"{row['mean_persons']:.1f}")
+    console.print(table)
+    table = Table(title=f"Stages per frame, median ms by persons in frame ({result['settings'][0]['setting']}, "
+                  f"keypoint_source {result['keypoint_source']})")
     for column in ("persons", "frames", "detector", "crop", "pose", "publish", "pose/person", "pose/detector"):
         table.add_column(column, justify="right")
-    for row in result["pipeline"]:
+    for row in result["stages"]:
         per_person = f"{row['pose_ms_per_person']:.2f}" if row["pose_ms_per_person"] is not None else "-"
         table.add_row(row["persons"], str(row["frames"]), f"{row['detector_ms']:.1f}", f"{row['crop_ms']:.2f}",
                       f"{row['pose_ms']:.2f}", f"{row['publish_ms']:.2f}", per_person,
                       f"{100 * row['pose_share_of_detector']:.1f}%")
-    Console().print(table)
-
-
-def summarise_backends(runs: dict[str, list[dict]]) -> list[dict]:
-    """Detector time per backend over the same frames (the first frame is left out: lazy initialisation)."""
-    summary = []
-    for backend, rows in runs.items():
-        times = [r["detector_ms"] for r in rows[1:] or rows]
-        summary.append({"backend": backend, "frames": len(times), "input": rows[0]["detector_input"] if rows else None,
-                        "detector_ms_median": float(np.median(times)), "detector_ms_mean": float(np.mean(times)),
-                        "detector_ms_p90": float(np.percentile(times, 90)),
-                        "mean_persons": float(np.mean([r["persons"] for r in rows]))})
-    return summary
-
-
-def print_backends(result: dict) -> None:
-    table = Table(title=f"Detector per frame by backend ({result['source']}; load {result['load_average']})")
-    for column in ("backend", "input HxW", "frames", "median ms", "mean ms", "p90 ms", "persons"):
-        table.add_column(column, justify="right")
-    for row in result["detector_backends"]:
-        shape = "x".join(map(str, row["input"])) if row["input"] else "-"
-        table.add_row(row["backend"], shape, str(row["frames"]), f"{row['detector_ms_median']:.1f}",
-                      f"{row['detector_ms_mean']:.1f}", f"{row['detector_ms_p90']:.1f}", f"{row['mean_persons']:.1f}")
-    Console().print(table)
+    console.print(table)
+    table = Table(title="Pose inference per window (random inputs of the contract's shapes)")
+    for column in ("model", "backend", "batch", "p50 ms", "p99 ms", "ms/window", "windows/s"):
+        table.add_column(column, justify="left" if column in ("model", "backend") else "right")
+    for row in result["pose"]:
+        if "error" in row:
+            table.add_row(row["model"], row["backend"], "-", "-", "-", "-", row["error"][:60])
+        else:
+            table.add_row(row["model"], row["backend"], str(row["batch"]), f"{row['p50_ms']:.2f}",
+                          f"{row['p99_ms']:.2f}", f"{row['ms_per_window']:.3f}", f"{row['windows_per_s']:.0f}")
+    console.print(table)
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -133,7 +201,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     figure, axis = plt.subplots(figsize=(6.5, 4))
     persons = [r["persons"] for r in rows]
-    for stage in ("detector", "crop", "pose", "publish"):
+    for stage in STAGES:
         axis.scatter(persons, [r[f"{stage}_ms"] for r in rows], s=10, label=stage)
     axis.set_yscale("log")
     axis.set_xlabel("persons in frame")
@@ -148,46 +216,62 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="exlow_pose_benchmark", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=default_model(), help="pose model (.onnx; default: shipped)")
+    parser.add_argument("--model", type=Path, nargs="+", default=[default_model()],
+                        help="pose models (.onnx) to time; the first one runs in the pipeline (default: shipped)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a training checkpoint to time on torch as well (needs exlow_pose_training)")
     parser.add_argument("--video", type=Path, default=assets_dir() / "videos" / "vtest.avi")
     parser.add_argument("--detector", type=Path, default=default_detector())
-    parser.add_argument("--frames", type=int, default=60, help="frames to time")
+    parser.add_argument("--frames", type=int, default=30, help="frames to time per detector setting")
     parser.add_argument("--start-frame", type=int, default=150)
-    parser.add_argument("--imgsz", type=int, default=1280)
-    parser.add_argument("--detector-backend", nargs="+", choices=BACKENDS, default=["torch"],
-                        help="one or more detector backends, timed on the same frames; exported ones must be "
-                        "cached first (python -m exlow_pose_ros.core.detector_export); the first one fills the "
-                        "stage table")
+    parser.add_argument("--imgsz", type=int, nargs="+", default=[1280], help="detector input sizes")
+    parser.add_argument("--detector-backend", nargs="+", choices=TRACKER_BACKENDS, default=["auto"],
+                        help="detector backends, each timed on the same frames at every imgsz; exported ones must "
+                        "exported (dynamic shape) when no export is cached; the first setting fills the stage table")
     parser.add_argument("--detector-export-dir", type=Path, default=None,
                         help="detector export cache (default: exported/ next to the detector weights)")
     parser.add_argument("--max-upscale", type=float, default=0.0, help="detector max_upscale (default: %(default)s)")
+    parser.add_argument("--keypoints", choices=KEYPOINT_SOURCES, default="detector",
+                        help="the pose node's keypoint_source in the pipeline (default: %(default)s, the node's "
+                        "default: the model runs only for persons without detector keypoints)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="time budget per pose backend and batch")
     parser.add_argument("--out", type=Path, default=Path("results") / "benchmark")
     args = parser.parse_args(argv)
     os.environ.setdefault("YOLO_OFFLINE", "1")
+    load_before = os.getloadavg()
+    runs: dict[tuple[str, int], list[dict]] = {}
     try:
-        runs = {backend: pipeline_rows(args.video, args.model, args.detector, args.frames, args.start_frame,
-                                       args.imgsz, backend, args.detector_export_dir, args.max_upscale)
-                for backend in args.detector_backend}
-    except TrackerError as error:
+        for backend in args.detector_backend:
+            for imgsz in args.imgsz:
+                if backend not in ("torch", "auto") and not find_exports(args.detector, backend, imgsz,
+                                                           cache_dir=args.detector_export_dir):
+                    print(f"exporting the detector for {backend} at imgsz {imgsz} (dynamic shape; once, cached)")
+                    export_detector(args.detector, backend, imgsz, cache_dir=args.detector_export_dir)
+                runs[(backend, imgsz)] = pipeline_rows(args.video, args.model[0], args.detector, args.frames,
+                                                       args.start_frame, imgsz, backend, args.detector_export_dir,
+                                                       args.max_upscale, args.keypoints)
+    except (TrackerError, ExportError) as error:
         print(f"error: {error}")
         return 1
-    rows = runs[args.detector_backend[0]]
-    result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    pose = pose_rows(args.model, args.checkpoint, args.seconds)
+    first = next(iter(runs.values()))
+    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "python": platform.python_version()},
               # Timings on a shared machine are only as good as its load: record it with them.
-              "load_average": " ".join(f"{v:.2f}" for v in os.getloadavg()),
-              "model_path": str(args.model), "pipeline_frames": rows, "pipeline": summarise_pipeline(rows),
-              "detector_backends": summarise_backends(runs),
-              "detector_frames": {backend: [row["detector_ms"] for row in backend_rows]
-                                  for backend, backend_rows in runs.items()},
-              "source": f"{args.video.name} frames {args.start_frame}-{args.start_frame + len(rows) - 1}, detector "
-                        f"imgsz {args.imgsz}, {args.detector_backend[0]}"}
+              "load_average": f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after",
+              "model_path": str(args.model[0]), "keypoint_source": args.keypoints,
+              "source": f"{args.video.name} frames {args.start_frame}-{args.start_frame + len(first) - 1}",
+              "settings": [summarise_setting(f"{backend} {imgsz}", rows[0]["detector_backend"] if rows else backend,
+                                             imgsz, rows)
+                           for (backend, imgsz), rows in runs.items()],
+              "stages": summarise_stages(first), "pose": pose,
+              "frames": {f"{backend} {imgsz}": rows for (backend, imgsz), rows in runs.items()}}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "pipeline.json").write_text(json.dumps(result, indent=2))
-    plot(rows, args.out / "pipeline_stages.png")
-    print_table(result)
-    print_backends(result)
-    print(f"wrote {args.out / 'pipeline.json'}")
+    (args.out / "benchmark.json").write_text(json.dumps(result, indent=2))
+    plot(first, args.out / "pipeline_stages.png")
+    print_tables(result)
+    print(f"wrote {args.out / 'benchmark.json'} and {args.out / 'pipeline_stages.png'}")
     return 0
 
 

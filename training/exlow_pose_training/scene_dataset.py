@@ -29,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from exlow_pose_ros.core.crop import cut_crop, normalise_keypoints, square_region
+from exlow_pose_ros.core.detector_export import BACKENDS as DETECTOR_BACKENDS
 from exlow_pose_ros.core.person_tracker import PersonTracker
 from exlow_pose_ros.core.provenance import file_sha256
 
@@ -102,8 +103,8 @@ class ProductDetector:
     """The product's detector and tracker on one stream (exlow_pose_ros.core.person_tracker with the tracker node's
     defaults): every person found, and which of them the tracker node would publish."""
 
-    def __init__(self, weights: Path) -> None:
-        self.tracker = PersonTracker(weights, max_persons=1_000_000)
+    def __init__(self, weights: Path, backend: str = "torch") -> None:
+        self.tracker = PersonTracker(weights, max_persons=1_000_000, backend=backend)
 
     def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Boxes (N, 4), scores (N,), keypoints (N, 17, 3) and tracked (N,) bool for one frame."""
@@ -140,11 +141,11 @@ class TinyTracks:
 
 
 def tiny_pass(weights: Path, frames: list[np.ndarray], teacher: list[list[TeacherPerson]], heights: list[list[float]],
-              median_height: float, label: str) -> TinyTracks:
+              median_height: float, label: str, backend: str = "torch") -> TinyTracks:
     out = TinyTracks()
     for height in sorted({h for hs in heights for h in hs}):
         scale = height / median_height
-        detector = ProductDetector(weights)
+        detector = ProductDetector(weights, backend)
         frame_numbers = [i for i, hs in enumerate(heights) if height in hs]
         for index in tqdm(frame_numbers, desc=f"{label} H={height:g}", unit="frame", leave=False):
             small = cv2.resize(frames[index], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -180,6 +181,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenes", default="", help="comma-separated scene names (default: every scene)")
     parser.add_argument("--teacher", type=Path, default=DEFAULT_TEACHER, help="teacher and product detector weights")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per clip (tests)")
+    parser.add_argument("--detector-backend", choices=DETECTOR_BACKENDS, default="torch",
+                        help="the product detector's backend on the shrunk frames (the teacher always runs on "
+                        "PyTorch); exported backends need a dynamic export first: python -m "
+                        "exlow_pose_ros.core.detector_export --backend B (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -205,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
         "teacher": {"path": str(args.teacher), "sha256": file_sha256(args.teacher), "tracker": "bytetrack.yaml",
                     "licence": "AGPL-3.0 (Ultralytics YOLO11n-pose)"},
         "detector": {"implementation": "exlow_pose_ros.core.person_tracker.PersonTracker, the tracker node's defaults",
+                     "backend": args.detector_backend,
                      "match_iou": MATCH_IOU},
         "thresholds": vars(thresholds), "registry": str(args.registry),
         "heights": {"test": registry.test_heights, "train": registry.train_heights,
@@ -236,7 +242,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         per_frame = heights_per_frame(clip, len(frames), registry.test_heights if clip.role == "test"
                                       else registry.train_heights, registry.block_frames, clip.role == "test")
-        tiny = tiny_pass(args.teacher, frames, teacher, per_frame, facts["median_person_px"], label)
+        tiny = tiny_pass(args.teacher, frames, teacher, per_frame, facts["median_person_px"], label,
+                         args.detector_backend)
         tiny_source = tiny_writer.add_source(label, clip.role, **facts)
         for arrays in tiny.tracks():
             tiny_writer.add_track(tiny_source, arrays)
