@@ -257,12 +257,8 @@ def test_keypoint_source_detector_uses_the_detector_where_it_can_and_the_model_e
 
 
 def test_keypoint_calibration_recovers_a_known_miscalibration_and_round_trips(tmp_path):
-    from exlow_pose_ros.core.keypoint_calibration import (
-        CalibrationError,
-        KeypointCalibration,
-        fit_calibration,
-        logit,
-    )
+    from exlow_pose_ros.core.keypoint_calibration import CalibrationError, KeypointCalibration, logit
+    from exlow_pose_training.calibrate import fit_calibration
 
     rng = np.random.default_rng(0)
     joint = rng.integers(0, 17, 60_000)
@@ -289,7 +285,8 @@ def test_keypoint_calibration_recovers_a_known_miscalibration_and_round_trips(tm
 def test_keypoint_calibration_learns_that_smaller_people_are_less_reliable(tmp_path):
     import json
 
-    from exlow_pose_ros.core.keypoint_calibration import KeypointCalibration, fit_calibration, logit, size_feature
+    from exlow_pose_ros.core.keypoint_calibration import KeypointCalibration, logit, size_feature
+    from exlow_pose_training.calibrate import fit_calibration
 
     rng = np.random.default_rng(1)
     joint = rng.integers(0, 17, 80_000)
@@ -314,7 +311,8 @@ def test_keypoint_calibration_learns_that_smaller_people_are_less_reliable(tmp_p
 def test_keypoint_calibration_learns_that_a_clearly_seen_persons_joints_are_more_reliable(tmp_path):
     import json
 
-    from exlow_pose_ros.core.keypoint_calibration import KeypointCalibration, fit_calibration, logit, person_feature
+    from exlow_pose_ros.core.keypoint_calibration import KeypointCalibration, logit, person_feature
+    from exlow_pose_training.calibrate import fit_calibration
 
     rng = np.random.default_rng(2)
     # Persons whose 17 confidences share a per-person level, so the person's mean says something of its own.
@@ -361,3 +359,24 @@ def test_calibrate_cli_fits_the_chosen_terms_and_cross_validates_by_scene(tmp_pa
     before, after = (float(v) for v in re.search(r"ECE on \S+ ([0-9.]+) -> ([0-9.]+) over", printed).groups())
     assert after < before  # the raw confidences of the noisy detector are not probabilities; the fit is closer
     assert calibrate(["--data", f"{data}:test", "--out", str(tmp_path / "x.json")]) == 2  # never unseen scenes
+
+
+def test_keypoint_calibration_fit_converges_where_the_confidences_saturate():
+    # The eyes of YOLO11n-pose: confidence ~1 whatever the person's size, right only on larger persons. The logit
+    # column is then nearly the intercept's; a fit that diverges there (Newton steps did: intercepts of +-700)
+    # gives probabilities that flip from one training set to the next.
+    from exlow_pose_ros.core.keypoint_calibration import size_feature
+    from exlow_pose_training.calibrate import fit_calibration
+
+    rng = np.random.default_rng(3)
+    joint = np.zeros(20_000, int)
+    confidence = rng.uniform(0.9999, 1.0, joint.shape)
+    height = rng.uniform(10, 60, joint.shape)
+    truth = 1 / (1 + np.exp(-(1.5 * size_feature(height) + 0.2)))
+    correct = rng.random(joint.shape) < truth
+    calibration = fit_calibration(confidence, correct, joint, {"data": "test"}, box_height=height)
+    assert abs(calibration.intercept[0]) < 50 and abs(calibration.size_slope[0]) < 10
+    for px in (12.0, 24.0, 48.0):
+        got = calibration(np.full((1, 17), 0.99995), np.array([px]))[0, 0]
+        want = 1 / (1 + np.exp(-(1.5 * size_feature(px) + 0.2)))
+        assert abs(got - want) < 0.05, (px, got, want)

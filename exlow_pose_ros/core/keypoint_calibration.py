@@ -24,7 +24,6 @@ import numpy as np
 from .keypoints import NUM_KEYPOINTS
 
 EPSILON = 1e-4
-SLOPE_RANGE = (0.1, 3.0)
 REFERENCE_HEIGHT = 24.0  # px: the size term is 0 for a person this tall
 
 
@@ -94,42 +93,3 @@ class KeypointCalibration:
                                    "intercepts); make it again with exlow-pose-calibrate")
         ignored = ("slope", "intercept", "size_slope", "person_slope", "reference_height_px")
         return cls(slope, intercept, {k: v for k, v in values.items() if k not in ignored}, size_slope, person_slope)
-
-
-def fit_calibration(confidence: np.ndarray, correct: np.ndarray, joint: np.ndarray, provenance: dict,
-                    box_height: np.ndarray | None = None, person: np.ndarray | None = None,
-                    iterations: int = 50) -> KeypointCalibration:
-    """Per-joint logistic regression of `correct` on logit(confidence), plus the size term when `box_height` (px,
-    per sample) is given and the person term when `person` (person_feature of the sample's person) is given
-    (Newton's method, a small ridge towards the identity map)."""
-    extras = [values for values in (None if box_height is None else size_feature(box_height), person)
-              if values is not None]
-    features = 2 + len(extras)
-    prior = np.array([1.0] + [0.0] * (features - 1))
-    weights_per_joint = np.tile(prior, (NUM_KEYPOINTS, 1))
-    for j in range(NUM_KEYPOINTS):
-        chosen = joint == j
-        if chosen.sum() < 20:
-            continue
-        x = np.stack([logit(confidence[chosen]), np.ones(chosen.sum()), *(e[chosen] for e in extras)], axis=1)
-        y = correct[chosen].astype(float)
-        weights = prior.copy()
-        ridge = 1e-3 * len(y)  # keeps a joint with little data near the identity map
-        for _ in range(iterations):
-            p = 1 / (1 + np.exp(-np.clip(x @ weights, -30, 30)))
-            gradient = x.T @ (p - y) + ridge * (weights - prior)
-            hessian = (x * (p * (1 - p))[:, None]).T @ x + ridge * np.eye(features)
-            weights = weights - np.linalg.solve(hessian, gradient)
-        if not SLOPE_RANGE[0] <= weights[0] <= SLOPE_RANGE[1]:  # saturated confidences (eyes): no step function
-            weights[0] = np.clip(weights[0], *SLOPE_RANGE)
-            for _ in range(iterations):  # refit the rest with the slope fixed
-                p = 1 / (1 + np.exp(-np.clip(x @ weights, -30, 30)))
-                rest = x[:, 1:]
-                gradient = rest.T @ (p - y) + ridge * (weights[1:] - prior[1:])
-                hessian = (rest * (p * (1 - p))[:, None]).T @ rest + ridge * np.eye(features - 1)
-                weights[1:] = weights[1:] - np.linalg.solve(hessian, gradient)
-        weights_per_joint[j] = weights
-    columns = iter(weights_per_joint.T[2:])
-    size_slope = next(columns) if box_height is not None else np.zeros(NUM_KEYPOINTS)
-    person_slope = next(columns) if person is not None else np.zeros(NUM_KEYPOINTS)
-    return KeypointCalibration(weights_per_joint[:, 0], weights_per_joint[:, 1], provenance, size_slope, person_slope)

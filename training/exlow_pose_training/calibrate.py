@@ -20,13 +20,63 @@ from rich.console import Console
 from rich.table import Table
 
 from exlow_pose_ros.core.assets import SHIPPED_CALIBRATION
-from exlow_pose_ros.core.keypoint_calibration import KeypointCalibration, fit_calibration, person_feature
+from exlow_pose_ros.core.keypoint_calibration import (
+    NUM_KEYPOINTS,
+    KeypointCalibration,
+    logit,
+    person_feature,
+    size_feature,
+)
 
 from .dataset_format import ExLowDataset, scene_of_rows
 from .report import REPO, keypoints_correct, reliability, smoothed_detector_runs, track_runs
 
 TERMS = ("size", "person")
+SLOPE_RANGE = (0.1, 3.0)  # a saturated confidence (the eyes) must not become a step function of it
 CHOICES = ((), ("size",), ("person",), ("size", "person"))
+
+
+def _penalised_logistic_fit(x: np.ndarray, y: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Weights minimising the logistic loss plus a small ridge towards `prior` (keeps a joint with little data near
+    the identity map), the slope on column 0 bounded to SLOPE_RANGE: a convex problem solved to its optimum by
+    L-BFGS-B. (Plain Newton steps diverge where a joint's confidences saturate, as the eyes' do: the logit column
+    is then nearly the intercept's.)"""
+    from scipy.optimize import minimize
+
+    ridge = 1e-3 * len(y)
+
+    def objective(weights: np.ndarray) -> tuple[float, np.ndarray]:
+        score = x @ weights
+        difference = weights - prior
+        loss = float(np.sum(np.logaddexp(0.0, score) - y * score) + 0.5 * ridge * difference @ difference)
+        return loss, x.T @ (1 / (1 + np.exp(-np.clip(score, -30, 30))) - y) + ridge * difference
+
+    bounds = [SLOPE_RANGE] + [(None, None)] * (len(prior) - 1)
+    return minimize(objective, prior, jac=True, method="L-BFGS-B", bounds=bounds,
+                    options={"maxiter": 500, "gtol": 1e-8}).x
+
+
+def fit_calibration(confidence: np.ndarray, correct: np.ndarray, joint: np.ndarray, provenance: dict,
+                    box_height: np.ndarray | None = None, person: np.ndarray | None = None,
+) -> KeypointCalibration:
+    """Per-joint logistic regression of `correct` on logit(confidence), plus the size term when `box_height` (px,
+    per sample) is given and the person term when `person` (person_feature of the sample's person) is given
+    (_penalised_logistic_fit per joint)."""
+    extras = [values for values in (None if box_height is None else size_feature(box_height), person)
+              if values is not None]
+    features = 2 + len(extras)
+    prior = np.array([1.0] + [0.0] * (features - 1))
+    weights_per_joint = np.tile(prior, (NUM_KEYPOINTS, 1))
+    for j in range(NUM_KEYPOINTS):
+        chosen = joint == j
+        if chosen.sum() < 20:
+            continue
+        x = np.stack([logit(confidence[chosen]), np.ones(chosen.sum()), *(e[chosen] for e in extras)], axis=1)
+        weights_per_joint[j] = _penalised_logistic_fit(x, correct[chosen].astype(float), prior)
+    columns = iter(weights_per_joint.T[2:])
+    size_slope = next(columns) if box_height is not None else np.zeros(NUM_KEYPOINTS)
+    person_slope = next(columns) if person is not None else np.zeros(NUM_KEYPOINTS)
+    return KeypointCalibration(weights_per_joint[:, 0], weights_per_joint[:, 1], provenance, size_slope, person_slope)
 
 
 def fit(samples: dict[str, np.ndarray], chosen: np.ndarray, terms: tuple[str, ...], provenance: dict
@@ -61,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="exlow-pose-calibrate", description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="results/datasets/scenes_train/tiny:train", metavar="DATASET:SPLIT",
                         help="a kind-'tiny' split of training scenes (default: %(default)s)")
-    parser.add_argument("--terms", default="size,person",
+    parser.add_argument("--terms", default="size",
                         help=f"terms besides the confidence, comma-separated from {', '.join(TERMS)}; '' for none "
                         "(default: %(default)s)")
     parser.add_argument("--cross-validate", action="store_true",

@@ -103,8 +103,8 @@ class ProductDetector:
     """The product's detector and tracker on one stream (exlow_pose_ros.core.person_tracker with the tracker node's
     defaults): every person found, and which of them the tracker node would publish."""
 
-    def __init__(self, weights: Path, backend: str = "torch") -> None:
-        self.tracker = PersonTracker(weights, max_persons=1_000_000, backend=backend)
+    def __init__(self, weights: Path, backend: str = "torch", max_upscale: float = 0.0) -> None:
+        self.tracker = PersonTracker(weights, max_persons=1_000_000, backend=backend, max_upscale=max_upscale)
 
     def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Boxes (N, 4), scores (N,), keypoints (N, 17, 3) and tracked (N,) bool for one frame."""
@@ -141,11 +141,11 @@ class TinyTracks:
 
 
 def tiny_pass(weights: Path, frames: list[np.ndarray], teacher: list[list[TeacherPerson]], heights: list[list[float]],
-              median_height: float, label: str, backend: str = "torch") -> TinyTracks:
+              median_height: float, label: str, backend: str = "torch", max_upscale: float = 0.0) -> TinyTracks:
     out = TinyTracks()
     for height in sorted({h for hs in heights for h in hs}):
         scale = height / median_height
-        detector = ProductDetector(weights, backend)
+        detector = ProductDetector(weights, backend, max_upscale)
         frame_numbers = [i for i, hs in enumerate(heights) if height in hs]
         for index in tqdm(frame_numbers, desc=f"{label} H={height:g}", unit="frame", leave=False):
             small = cv2.resize(frames[index], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -181,6 +181,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenes", default="", help="comma-separated scene names (default: every scene)")
     parser.add_argument("--teacher", type=Path, default=DEFAULT_TEACHER, help="teacher and product detector weights")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per clip (tests)")
+    parser.add_argument("--max-upscale", type=float, default=0.0,
+                        help="the product detector's max_upscale on the shrunk frames (the tracker node's parameter; "
+                        "default: %(default)s, off)")
     parser.add_argument("--detector-backend", choices=DETECTOR_BACKENDS, default="torch",
                         help="the product detector's backend on the shrunk frames (the teacher always runs on "
                         "PyTorch); exported backends need a dynamic export first: python -m "
@@ -210,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         "teacher": {"path": str(args.teacher), "sha256": file_sha256(args.teacher), "tracker": "bytetrack.yaml",
                     "licence": "AGPL-3.0 (Ultralytics YOLO11n-pose)"},
         "detector": {"implementation": "exlow_pose_ros.core.person_tracker.PersonTracker, the tracker node's defaults",
-                     "backend": args.detector_backend,
+                     "backend": args.detector_backend, "max_upscale": args.max_upscale,
                      "match_iou": MATCH_IOU},
         "thresholds": vars(thresholds), "registry": str(args.registry),
         "heights": {"test": registry.test_heights, "train": registry.train_heights,
@@ -243,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         per_frame = heights_per_frame(clip, len(frames), registry.test_heights if clip.role == "test"
                                       else registry.train_heights, registry.block_frames, clip.role == "test")
         tiny = tiny_pass(args.teacher, frames, teacher, per_frame, facts["median_person_px"], label,
-                         args.detector_backend)
+                         args.detector_backend, args.max_upscale)
         tiny_source = tiny_writer.add_source(label, clip.role, **facts)
         for arrays in tiny.tracks():
             tiny_writer.add_track(tiny_source, arrays)
