@@ -216,3 +216,14 @@ def test_tracker_node_without_the_export_stops_at_start_up_with_the_command(tmp_
     assert done.returncode == 2, done.stderr[-2000:]
     line = next(x for x in done.stderr.splitlines() if "cannot start" in x)
     assert "no onnxruntime export" in line and "python -m exlow_pose_ros.core.detector_export" in line
+
+
+def test_every_entry_point_defaults_to_the_same_max_upscale():
+    # The benchmark datasets, the offline CLI, the speed benchmark and the tracker node must run the detector alike,
+    # or the report would score a product nobody runs.
+    from exlow_pose_ros.core.detector_export import DEFAULT_MAX_UPSCALE
+    from exlow_pose_ros.nodes.parameters import load_schema
+    from exlow_pose_ros.tools.offline import build_parser
+
+    assert load_schema("tracker_node")["max_upscale"].default == DEFAULT_MAX_UPSCALE > 0
+    assert build_parser().parse_args(["x.mp4", "--out-json", "x.json"]).max_upscale == DEFAULT_MAX_UPSCALE

@@ -68,7 +68,7 @@ from tqdm import tqdm
 
 from ..core.assets import default_detector, default_model, keypoint_calibration
 from ..core.backends import BACKENDS, BackendError, create_backend
-from ..core.detector_export import PRECISIONS
+from ..core.detector_export import DEFAULT_MAX_UPSCALE, PRECISIONS
 from ..core.drawing import draw_skeletons, draw_tracked_boxes
 from ..core.person_tracker import TRACKER_BACKENDS, TRACKERS, PersonTracker, TrackedBox, TrackerError
 from ..core.pose_estimator import (
@@ -153,9 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "exported/ next to the detector weights)")
     parser.add_argument("--detector-precision", choices=PRECISIONS, default="fp32",
                         help="precision of the detector export (default: %(default)s)")
-    parser.add_argument("--max-upscale", type=float, default=0.0, help="run the detector at min(imgsz, this x the "
-                        "frame's longest side): faster on small videos, but upscaling is what finds tiny people; 0: "
-                        "always imgsz (default: %(default)s)")
+    parser.add_argument("--max-upscale", type=float, default=DEFAULT_MAX_UPSCALE,
+                        help="run the detector at min(imgsz, this x the frame's longest side): some upscaling finds "
+                        "tiny people, too much loses them; 0: always imgsz (default: %(default)s, the tracker's)")
     parser.add_argument("--max-missing", type=int, default=15, help="drop a track unseen for this many frames "
                         "(default: %(default)s)")
     parser.add_argument("--start-frame", type=int, default=0, help="first frame to process (default: 0)")

@@ -33,7 +33,7 @@ from std_msgs.msg import Header
 
 from ..core.assets import assets_dir, default_detector, default_model
 from ..core.backends import BackendError, create_backend, tensorrt_usable
-from ..core.detector_export import ExportError, export_detector, find_exports
+from ..core.detector_export import DEFAULT_MAX_UPSCALE, ExportError, export_detector, find_exports
 from ..core.person_tracker import TRACKER_BACKENDS, PersonTracker, TrackerError
 from ..core.pose_estimator import KEYPOINT_SOURCES, PoseEstimator, observe
 from ..nodes.conversions import skeleton_array, tracked_person_message
@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                         "exported (dynamic shape) when no export is cached; the first setting fills the stage table")
     parser.add_argument("--detector-export-dir", type=Path, default=None,
                         help="detector export cache (default: exported/ next to the detector weights)")
-    parser.add_argument("--max-upscale", type=float, default=0.0, help="detector max_upscale (default: %(default)s)")
+    parser.add_argument("--max-upscale", type=float, default=DEFAULT_MAX_UPSCALE,
+                        help="detector max_upscale (default: %(default)s, the tracker's)")
     parser.add_argument("--keypoints", choices=KEYPOINT_SOURCES, default="detector",
                         help="the pose node's keypoint_source in the pipeline (default: %(default)s, the node's "
                         "default: the model runs only for persons without detector keypoints)")

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from exlow_pose_ros.core.crop import cut_crop, normalise_keypoints, square_region
 from exlow_pose_ros.core.detector_export import BACKENDS as DETECTOR_BACKENDS
+from exlow_pose_ros.core.detector_export import DEFAULT_MAX_UPSCALE
 from exlow_pose_ros.core.person_tracker import PersonTracker
 from exlow_pose_ros.core.provenance import file_sha256
 
@@ -181,9 +182,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenes", default="", help="comma-separated scene names (default: every scene)")
     parser.add_argument("--teacher", type=Path, default=DEFAULT_TEACHER, help="teacher and product detector weights")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per clip (tests)")
-    parser.add_argument("--max-upscale", type=float, default=0.0,
-                        help="the product detector's max_upscale on the shrunk frames (the tracker node's parameter; "
-                        "default: %(default)s, off)")
+    parser.add_argument("--max-upscale", type=float, default=DEFAULT_MAX_UPSCALE,
+                        help="the product detector's max_upscale on the shrunk frames (default: %(default)s, the "
+                        "tracker node's)")
     parser.add_argument("--detector-backend", choices=DETECTOR_BACKENDS, default="torch",
                         help="the product detector's backend on the shrunk frames (the teacher always runs on "
                         "PyTorch); exported backends need a dynamic export first: python -m "
