@@ -133,8 +133,8 @@ fetch_from_deb "$assets/videos/vtest.avi" \
   45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf opencv-doc \
   usr/share/doc/opencv-doc/examples/data/vtest.avi
 
-# The tracker's detector_backend "auto" runs OpenVINO's export of the detector when it is cached: about 2x
-# faster than PyTorch on an x86 CPU, same detections. Dynamic shape: one export serves every frame size.
+# The tracker's detector_backend "auto" runs OpenVINO's export of the detector when it is cached: about 1.6x
+# faster than PyTorch on a 2-core x86 CPU, same detections. Dynamic shape: one export serves every frame size.
 if "$venv/bin/python" -c "import openvino" 2>/dev/null; then
   export_log=$(mktemp)
   "$venv/bin/python" -m exlow_pose_ros.core.detector_export --backend openvino --imgsz 1280 \

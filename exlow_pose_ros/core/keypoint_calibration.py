@@ -57,8 +57,9 @@ class KeypointCalibration:
     def __call__(self, confidence: np.ndarray, box_height: np.ndarray | float | None = None) -> np.ndarray:
         """(..., 17) detector confidences of persons whose boxes are `box_height` px tall (shape (...); None:
         the size term is left out) -> calibrated probabilities; 0 stays 0 (no keypoint)."""
-        score = self.slope * logit(confidence) + self.intercept + self.person_slope * person_feature(confidence)[
-            ..., None]
+        score = self.slope * logit(confidence) + self.intercept
+        if self.person_slope.any():  # off in the shipped file; the pose node calls this for every person
+            score = score + self.person_slope * person_feature(confidence)[..., None]
         if box_height is not None:
             score = score + self.size_slope * size_feature(box_height)[..., None]
         calibrated = 1 / (1 + np.exp(-np.clip(score, -30, 30)))

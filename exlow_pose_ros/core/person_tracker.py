@@ -41,8 +41,8 @@ def resolve_auto_backend(weights: Path, image_size: int, precision: str, device:
         if find_exports(weights, backend, image_size, precision, cache):
             return backend, f"auto: {backend}, its export is cached"
     hint = export_command("openvino", weights, image_size, precision, cache)
-    return "torch", (f"auto: torch, no faster export cached (on an x86 CPU, `{hint}` makes OpenVINO's, about 2x "
-                     "faster)")
+    return "torch", (f"auto: torch, no faster export cached (on an x86 CPU, `{hint}` makes OpenVINO's, about "
+                     "1.6x faster)")
 
 
 class TrackerError(RuntimeError):

@@ -100,13 +100,14 @@ def summarise_stages(rows: list[dict]) -> list[dict]:
     return summary
 
 
-def summarise_setting(label: str, backend: str, imgsz: int, rows: list[dict]) -> dict:
-    """One detector setting: detector time and the pipeline's frames per second (the first frame, which pays for
-    lazy initialisation, left out)."""
+def summarise_setting(requested: str, imgsz: int, rows: list[dict]) -> dict:
+    """One detector setting (the backend asked for, e.g. auto, and the one that ran): detector time and the
+    pipeline's frames per second (the first frame, which pays for lazy initialisation, left out)."""
     timed = rows[1:] or rows
     totals = [sum(r[f"{stage}_ms"] for stage in STAGES) for r in timed]
     detector = [r["detector_ms"] for r in timed]
-    return {"setting": label, "backend": backend, "imgsz": imgsz, "frames": len(timed),
+    return {"setting": f"{requested} {imgsz}", "backend": rows[0]["detector_backend"] if rows else requested,
+            "imgsz": imgsz, "frames": len(timed),
             "input": rows[0]["detector_input"] if rows else None,
             "detector_ms_median": float(np.median(detector)), "detector_ms_p90": float(np.percentile(detector, 90)),
             "pipeline_ms_mean": float(np.mean(totals)), "frames_per_second": 1000.0 * len(totals) / sum(totals),
@@ -226,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-frame", type=int, default=150)
     parser.add_argument("--imgsz", type=int, nargs="+", default=[1280], help="detector input sizes")
     parser.add_argument("--detector-backend", nargs="+", choices=TRACKER_BACKENDS, default=["auto"],
-                        help="detector backends, each timed on the same frames at every imgsz; exported ones must "
-                        "exported (dynamic shape) when no export is cached; the first setting fills the stage table")
+                        help="detector backends, each timed on the same frames at every imgsz; one with no cached "
+                        "export is exported first (dynamic shape); the first setting fills the stage table")
     parser.add_argument("--detector-export-dir", type=Path, default=None,
                         help="detector export cache (default: exported/ next to the detector weights)")
     parser.add_argument("--max-upscale", type=float, default=DEFAULT_MAX_UPSCALE,
@@ -263,9 +264,7 @@ def main(argv: list[str] | None = None) -> int:
               "load_average": f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after",
               "model_path": str(args.model[0]), "keypoint_source": args.keypoints,
               "source": f"{args.video.name} frames {args.start_frame}-{args.start_frame + len(first) - 1}",
-              "settings": [summarise_setting(f"{backend} {imgsz}", rows[0]["detector_backend"] if rows else backend,
-                                             imgsz, rows)
-                           for (backend, imgsz), rows in runs.items()],
+              "settings": [summarise_setting(backend, imgsz, rows) for (backend, imgsz), rows in runs.items()],
               "stages": summarise_stages(first), "pose": pose,
               "frames": {f"{backend} {imgsz}": rows for (backend, imgsz), rows in runs.items()}}
     args.out.mkdir(parents=True, exist_ok=True)

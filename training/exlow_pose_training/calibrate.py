@@ -57,8 +57,7 @@ def _penalised_logistic_fit(x: np.ndarray, y: np.ndarray, prior: np.ndarray) -> 
 
 
 def fit_calibration(confidence: np.ndarray, correct: np.ndarray, joint: np.ndarray, provenance: dict,
-                    box_height: np.ndarray | None = None, person: np.ndarray | None = None,
-) -> KeypointCalibration:
+                    box_height: np.ndarray | None = None, person: np.ndarray | None = None) -> KeypointCalibration:
     """Per-joint logistic regression of `correct` on logit(confidence), plus the size term when `box_height` (px,
     per sample) is given and the person term when `person` (person_feature of the sample's person) is given
     (_penalised_logistic_fit per joint)."""
