@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from exlow_pose_ros.core.boxes import box_iou as iou
 from exlow_pose_ros.core.detector_export import (
     ExportError,
     effective_imgsz,
@@ -64,15 +65,6 @@ class InputShapes:
             return forward(backend, image, *args, **kwargs)
 
         monkeypatch.setattr(AutoBackend, "forward", recording)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, M) IoU of xyxy boxes."""
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(bottom_right - top_left, 0, None).prod(-1)
-    area = lambda boxes: (boxes[:, 2:] - boxes[:, :2]).prod(-1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -133,10 +125,10 @@ def test_missing_or_corrupt_export_fails_at_start_with_what_to_do(cache, tmp_pat
 @pytest.mark.skipif("openvino" not in CPU_BACKENDS, reason="openvino is not installed (its wheel is x86-only)")
 def test_auto_takes_the_cached_openvino_export_else_pytorch_and_refuses_a_corrupt_one(cache, tmp_path):
     chosen = PersonTracker(DETECTOR, IMGSZ, backend="auto", export_dir=cache)
-    assert chosen.backend == "openvino" and chosen.dynamic_model is None and chosen.static_models
+    assert chosen.backend == "openvino" and chosen.detector.dynamic_model is None and chosen.detector.static_models
     assert "cached" in chosen.backend_note
     fallback = PersonTracker(DETECTOR, IMGSZ, backend="auto", export_dir=tmp_path)  # nothing cached there
-    assert fallback.backend == "torch" and fallback.model is not None
+    assert fallback.backend == "torch" and fallback.detector.model is not None
     assert f"detector_export --backend openvino --weights {DETECTOR} --imgsz {IMGSZ}" in fallback.backend_note
     import shutil
 
@@ -222,8 +214,13 @@ def test_every_entry_point_defaults_to_the_same_max_upscale():
     # The benchmark datasets, the offline CLI, the speed benchmark and the tracker node must run the detector alike,
     # or the report would score a product nobody runs.
     from exlow_pose_ros.core.detector_export import DEFAULT_MAX_UPSCALE
+    from exlow_pose_ros.core.person_tracker import DEFAULT_TINY_MIN_UPSCALE
     from exlow_pose_ros.nodes.parameters import load_schema
     from exlow_pose_ros.tools.offline import build_parser
 
-    assert load_schema("tracker_node")["max_upscale"].default == DEFAULT_MAX_UPSCALE > 0
-    assert build_parser().parse_args(["x.mp4", "--out-json", "x.json"]).max_upscale == DEFAULT_MAX_UPSCALE
+    schema, offline = load_schema("tracker_node"), build_parser().parse_args(["x.mp4", "--out-json", "x.json"])
+    assert schema["max_upscale"].default == DEFAULT_MAX_UPSCALE > 0
+    assert offline.max_upscale == DEFAULT_MAX_UPSCALE
+    # ... and the same second detector for tiny people ('' = the shipped one) on the same frames.
+    assert schema["tiny_min_upscale"].default == offline.tiny_min_upscale == DEFAULT_TINY_MIN_UPSCALE
+    assert schema["tiny_detector_model"].default == offline.tiny_detector == ""

@@ -184,6 +184,71 @@ def test_report_scores_the_detector_and_the_model_on_unseen_scenes(data, tmp_pat
         assert (out / picture).stat().st_size > 5_000
 
 
+def test_report_compares_another_product_detector_with_stock_yolo_on_the_same_person_frames(data, tmp_path):
+    """--yolo-scenes: the YOLO row comes from stock YOLO's build of the same person-frames, the product detector
+    keeps a row of its own; builds of different person-frames are refused; --split scores another split."""
+    from exlow_pose_training.report import DETECTOR_ALONE, YOLO
+    from exlow_pose_training.report import main as report
+
+    train_dir = tmp_path / "train"
+    write_tiny_dataset(train_dir / "teacher", "teacher")
+    builds = {}
+    for name, noise, seed in (("sharp", 0.02, 3), ("stock", 0.2, 3), ("other", 0.2, 4)):
+        builds[name] = tmp_path / name
+        write_tiny_dataset(builds[name] / "tiny", "tiny", detector_noise=noise, tracks_per_split=6, seed=seed)
+        write_tiny_dataset(builds[name] / "teacher", "teacher", tracks_per_split=6, seed=seed)
+    model = build_model("pten", FUSION).eval()
+    export_onnx(model, tmp_path / "fusion.onnx", "pten", model_options=FUSION)
+    common = ["--model", f"ours={tmp_path / 'fusion.onnx'}", "--train", str(train_dir), "--threads", "1"]
+
+    def tiny_rows(scenes: str, yolo: str | None, split: str = "test") -> dict:
+        out = tmp_path / f"report_{scenes}_{yolo}_{split}"
+        extra = [] if yolo is None else ["--yolo-scenes", str(builds[yolo])]
+        assert report([*common, "--scenes", str(builds[scenes]), *extra, "--split", split, "--out", str(out)]) == 0
+        return json.loads((out / "report.json").read_text())["tiny"]
+
+    alone, paired = tiny_rows("sharp", None), tiny_rows("sharp", "stock")
+    stock = tiny_rows("stock", None)
+    key = "mean over scenes|16"
+    own = ("recall", "oks_accuracy", "mean_oks_both", "joint_error_both")  # the yolo_* fields are the YOLO row's
+    assert [paired[DETECTOR_ALONE][key][m] for m in own] == pytest.approx([alone[YOLO][key][m] for m in own])
+    assert [paired[YOLO][key][m] for m in own] == pytest.approx([stock[YOLO][key][m] for m in own])
+    assert paired[DETECTOR_ALONE][key]["oks_accuracy"] > paired[YOLO][key]["oks_accuracy"] + 10
+    with pytest.raises(SystemExit, match="same person-frames"):
+        tiny_rows("sharp", "other")
+    validation = tiny_rows("sharp", "stock", split="val")
+    assert set(validation[YOLO]) == {"tiny|16", key}  # the val split's one scene, not the test scenes
+
+
+def test_paired_rows_match_person_frames_in_any_order_and_move_keypoints_into_our_crops():
+    """Two builds list the same person-frames in different orders and cut different crops (each around its
+    own detector's box): the other build's keypoints must land on the same pixels in our crop coordinates."""
+    from exlow_pose_training.dataset_format import SplitData
+    from exlow_pose_training.report import paired_rows
+
+    rng = np.random.default_rng(0)
+    count = 6
+    label_box = np.tile([10.0, 10.0, 30.0, 60.0], (count, 1)) + np.arange(count)[:, None]
+    pixels = rng.uniform(0, 100, (count, 17, 2))
+
+    def build(region: np.ndarray, order: np.ndarray) -> SplitData:
+        detector = np.concatenate([2 * (pixels - region[:, None, :2]) / region[:, None, 2:3] - 1,
+                                   np.ones((count, 17, 1))], axis=-1)
+        arrays = {"source": np.zeros(count, int), "height": np.full(count, 16.0), "frame": np.arange(count),
+                  "label_box": label_box, "mask": np.ones((count, 17), bool), "region": region,
+                  "keypoints": np.zeros((count, 17, 2)), "detector": detector, "found": np.ones(count, bool),
+                  "track": np.zeros(count, int)}
+        return SplitData({name: values[order] for name, values in arrays.items()})
+
+    ours = build(np.tile([0.0, 0.0, 50.0], (count, 1)), np.arange(count))
+    theirs = build(np.tile([5.0, -3.0, 80.0], (count, 1)), rng.permutation(count))
+    paired = paired_rows(ours, theirs)
+    assert paired is not None and (paired["frame"] == ours.arrays["frame"]).all()
+    assert paired["detector"][..., :2] == pytest.approx(ours.arrays["detector"][..., :2])
+    moved = SplitData({**ours.arrays, "label_box": ours.arrays["label_box"] + 1})
+    assert paired_rows(moved, theirs) is None  # another person-frame
+
+
 def test_temperature_scaling_makes_an_overconfident_model_honest_on_held_out_data(data):
     from exlow_pose_training.dataset_format import ExLowDataset, person_area
     from exlow_pose_training.evaluate import window_rows

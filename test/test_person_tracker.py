@@ -48,3 +48,32 @@ def test_new_tracks_are_reported_at_once_and_keep_their_id_once_confirmed():
     assert all(t in confirmed_ids[k + 1] and t not in confirmed_ids[k] for t, k in kept)
     eager.reset()
     assert eager.track(clip[0]) and min(p.track_id for p in eager.track(clip[1])) >= 1
+
+
+def test_a_tiny_people_detector_runs_only_on_enlarged_frames_and_adds_the_persons_it_alone_finds(monkeypatch):
+    """tiny_model_path: a second detector on frames the tracker enlarges >= tiny_min_upscale times; the same
+    weights twice must give the single detector's persons (each pair keeps one), a frame at its full size must
+    not run it, and a person only the second detector finds is tracked."""
+    bgr = frames(200, 1)[0]
+    small = cv2.resize(bgr, (96, 72), interpolation=cv2.INTER_AREA)  # enlarged 8x at max_upscale 8
+    single = PersonTracker(DETECTOR, max_upscale=8)
+    double = PersonTracker(DETECTOR, max_upscale=8, tiny_model_path=DETECTOR)
+    calls = []
+    detect = double.tiny_detector.detect
+    monkeypatch.setattr(double.tiny_detector, "detect", lambda *a, **k: calls.append(1) or detect(*a, **k))
+    found = {}
+    for name, frame in (("small", small), ("full", bgr)):  # vtest at imgsz 1280: enlarged 1.67x, below 2
+        found[name] = {tuple(np.round(p.box, 3)) for p in single.track(frame)}
+        assert {tuple(np.round(p.box, 3)) for p in double.track(frame)} == found[name] and found[name]
+    assert len(calls) == 1, "the tiny-people detector runs on the enlarged frame only"
+    # The second detector alone sees someone: that person is tracked, with its keypoints.
+    from ultralytics.engine.results import Results
+
+    extra = np.array([[5.0, 5.0, 15.0, 35.0, 0.6, 0.0]])
+    points = np.concatenate([np.tile([[10.0, 20.0]], (17, 1)), np.full((17, 1), 0.9)], axis=1)[None]
+    fake = Results(small, path="", names={0: "person"}, boxes=extra, keypoints=points)
+    monkeypatch.setattr(double.tiny_detector, "detect", lambda *a, **k: fake)
+    double.reset()
+    people = double.track(small)
+    assert any(np.allclose(p.box, extra[0, :4]) and np.allclose(p.keypoints, points[0]) for p in people)
+    assert len(people) == len(found["small"]) + 1

@@ -39,7 +39,7 @@ def package_share() -> Path | None:
         from ament_index_python.packages import get_package_share_directory
 
         return Path(get_package_share_directory(PACKAGE))
-    except (ImportError, LookupError):
+    except (ImportError, LookupError, OSError):  # OSError: no AMENT_PREFIX_PATH, nothing is installed
         return None
 
 
@@ -61,6 +61,12 @@ def keypoint_calibration(setting: str) -> KeypointCalibration | None:
     if setting == "none":
         return None
     return KeypointCalibration.load(Path(setting) if setting else shipped_file(SHIPPED_CALIBRATION))
+
+
+def tiny_detector(setting: str) -> Path | None:
+    """The tracker's second detector for tiny people: '' or 'none' = none, else a weights path (one fine-tuned
+    on your own scenes with exlow-pose-finetune-detector; none is shipped: README "Results")."""
+    return None if setting in ("", "none") else Path(setting)
 
 
 def assets_dir() -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .detection_merge import MERGE_IOU, merge_detections
 from .detector_export import (
     BACKENDS,
     ExportError,
@@ -23,6 +24,7 @@ from .error_text import first_line
 TRACKERS = ("bytetrack.yaml", "botsort.yaml")
 TRACKER_BACKENDS = ("auto", *BACKENDS)
 AUTO_ORDER_GPU = ("tensorrt",)  # tried first when the tracker's device is a GPU
+DEFAULT_TINY_MIN_UPSCALE = 2.0  # the tiny-people detector runs on frames enlarged this much or more
 AUTO_ORDER_CPU = ("openvino",)  # ONNX Runtime is left out: not faster than PyTorch for this detector
 
 
@@ -68,19 +70,12 @@ class Detections:
     tracked: np.ndarray    # (N,) bool: reported as a tracked person this frame
 
 
-class PersonTracker:
-    """Runs detector + tracker on BGR frames of one stream; ids persist across calls.
+class PoseDetector:
+    """One Ultralytics pose detector on one backend: loads the weights or their cached exports, plans the input
+    size per frame size (max_upscale) and finds persons in a BGR frame."""
 
-    One detector forward per frame, then Ultralytics' tracker on its boxes (the same code `YOLO.track` runs).
-    Unlike `YOLO.track`, a person first seen in this frame is reported at once with the id its track will keep
-    (`report_new_tracks`): Ultralytics hides a new track until a second frame confirms it, and at 12-32 px the
-    detector often finds a person in one frame only, so the pose stage would miss persons the detector found.
-    """
-
-    def __init__(self, model_path: str | Path, image_size: int = 1280, confidence: float = 0.25, iou: float = 0.7,
-                 tracker: str = "bytetrack.yaml", device: str = "cpu", max_persons: int = 100,
-                 report_new_tracks: bool = True, backend: str = "torch", export_dir: str | Path | None = None,
-                 max_upscale: float = 0.0, precision: str = "fp32") -> None:
+    def __init__(self, model_path: str | Path, image_size: int = 1280, device: str = "cpu", backend: str = "torch",
+                 export_dir: str | Path | None = None, max_upscale: float = 0.0, precision: str = "fp32") -> None:
         """backend: torch runs `model_path` as it is (.pt on PyTorch; an .onnx/.engine path also works);
         onnxruntime, openvino, tensorrt run the exports of the .pt that detector_export cached in `export_dir`
         (default: exported/ next to the weights); auto: see resolve_auto_backend (`backend` then holds the choice,
@@ -90,11 +85,9 @@ class PersonTracker:
         if not path.is_file():
             raise TrackerError(f"detector weights {path} not found: run scripts/setup.sh (it unpacks "
                                "yolo11n-pose.pt into assets/models) or set detector_model to a local .pt/.onnx")
-        if tracker not in TRACKERS and not Path(tracker).is_file():
-            raise TrackerError(f"tracker must be one of {TRACKERS} or a tracker YAML file, not {tracker!r}")
         if backend not in TRACKER_BACKENDS:
             raise TrackerError(f"detector backend must be one of {TRACKER_BACKENDS}, not {backend!r}")
-        self.backend_note = backend
+        self.path, self.backend_note = path, backend
         if backend == "auto":
             if path.suffix != ".pt":  # an .onnx/.engine given as weights runs as it is
                 backend, self.backend_note = "torch", f"auto: {path.name} as it is"
@@ -113,11 +106,7 @@ class PersonTracker:
             raise TrackerError("the tracker needs the ultralytics package: pip install ultralytics lap "
                                "(rosdep keys python3-ultralytics-pip, python3-lap-pip)") from None
         self.backend, self.max_upscale = backend, max_upscale
-        self.image_size, self.confidence, self.iou = image_size, confidence, iou
-        self.tracker_config, self.device, self.max_persons = tracker, device, max_persons
-        self.report_new_tracks = report_new_tracks
-        self.found = 0
-        self.detections = Detections(np.zeros((0, 4)), np.zeros(0), None, np.zeros(0, bool))
+        self.image_size, self.device = image_size, device
         task = "pose" if "pose" in path.name else "detect"
         # Exported models: a dynamic one takes any frame size; fixed-shape ones serve frames whose letterboxed
         # shape they match (Ultralytics runs a fixed-shape model at its export shape whatever imgsz it is given).
@@ -133,7 +122,6 @@ class PersonTracker:
         else:
             self._load_exports(YOLO, path, task, export_dir, precision)
         self._warm_up(path)
-        self.reset()
 
     def _load_exports(self, yolo, path: Path, task: str, export_dir: str | Path | None, precision: str) -> None:
         cache = None if export_dir in (None, "") else Path(export_dir)
@@ -193,7 +181,7 @@ class PersonTracker:
         blanks += list(self.static_models)  # each fixed-shape export at its own shape
         try:
             for height, width in blanks:
-                self._detect(np.zeros((height, width, 3), np.uint8))
+                self.detect(np.zeros((height, width, 3), np.uint8))
         except Exception as error:
             hint = (" A TensorRT engine runs only with the TensorRT version and GPU it was built for: export it "
                     "again on this machine (yolo export model=yolo11n-pose.pt format=engine) or use the .pt weights."
@@ -205,27 +193,92 @@ class PersonTracker:
         finally:
             LOGGER.setLevel(level)
 
-    def _detect(self, bgr: np.ndarray):
+    def upscale(self, width: int, height: int) -> float:
+        """How many times the detector enlarges a frame of this size."""
+        return effective_imgsz(width, height, self.image_size, self.max_upscale) / max(width, height)
+
+    def detect(self, bgr: np.ndarray, confidence: float = 0.25, iou: float = 0.7):
+        """Ultralytics' result (persons only) for one BGR frame."""
         model, imgsz = self._plan(bgr.shape[1], bgr.shape[0])
-        return model.predict(bgr, classes=[0], imgsz=imgsz, conf=self.confidence, iou=self.iou,
-                             device=self.device, verbose=False)[0]
+        return model.predict(bgr, classes=[0], imgsz=imgsz, conf=confidence, iou=iou, device=self.device,
+                             verbose=False)[0]
+
+
+class PersonTracker:
+    """Runs detector + tracker on BGR frames of one stream; ids persist across calls.
+
+    One detector forward per frame, then Ultralytics' tracker on its boxes (the same code `YOLO.track` runs).
+    Unlike `YOLO.track`, a person first seen in this frame is reported at once with the id its track will keep
+    (`report_new_tracks`): Ultralytics hides a new track until a second frame confirms it, and at 12-32 px the
+    detector often finds a person in one frame only, so the pose stage would miss persons the detector found.
+
+    `tiny_model_path` adds a second detector for tiny people (exlow-pose-finetune-detector) on frames the
+    detector enlarges at least `tiny_min_upscale` times: both run, and each person found by both keeps the
+    detection whose keypoints are more confident (detection_merge); persons only one of them found are kept.
+    """
+
+    def __init__(self, model_path: str | Path, image_size: int = 1280, confidence: float = 0.25, iou: float = 0.7,
+                 tracker: str = "bytetrack.yaml", device: str = "cpu", max_persons: int = 100,
+                 report_new_tracks: bool = True, backend: str = "torch", export_dir: str | Path | None = None,
+                 max_upscale: float = 0.0, precision: str = "fp32", tiny_model_path: str | Path | None = None,
+                 tiny_min_upscale: float = DEFAULT_TINY_MIN_UPSCALE) -> None:
+        """The detector's settings: see PoseDetector (the tiny-people detector gets the same)."""
+        if tracker not in TRACKERS and not Path(tracker).is_file():
+            raise TrackerError(f"tracker must be one of {TRACKERS} or a tracker YAML file, not {tracker!r}")
+        settings = {"image_size": image_size, "device": device, "backend": backend, "export_dir": export_dir,
+                    "max_upscale": max_upscale, "precision": precision}
+        self.detector = PoseDetector(model_path, **settings)
+        self.tiny_detector = None if tiny_model_path in (None, "") else PoseDetector(tiny_model_path, **settings)
+        self.tiny_min_upscale = tiny_min_upscale
+        self.max_upscale, self.image_size = max_upscale, image_size
+        self.confidence, self.iou = confidence, iou
+        self.tracker_config, self.device, self.max_persons = tracker, device, max_persons
+        self.report_new_tracks = report_new_tracks
+        self.found = 0
+        self.detections = Detections(np.zeros((0, 4)), np.zeros(0), None, np.zeros(0, bool))
+        self.reset()
+
+    @property
+    def backend(self) -> str:
+        return self.detector.backend
+
+    @property
+    def backend_note(self) -> str:
+        return self.detector.backend_note
+
+    def input_shape(self, width: int, height: int) -> tuple[int, int]:
+        """(height, width) of the detector input for a frame of this size."""
+        return self.detector.input_shape(width, height)
+
+    def _detect(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Boxes (N, 6: x_min, y_min, x_max, y_max, score, class) and keypoints (N, 17, 3) or None."""
+        results = [self.detector.detect(bgr, self.confidence, self.iou)]
+        if self.tiny_detector is not None and \
+                self.detector.upscale(bgr.shape[1], bgr.shape[0]) >= self.tiny_min_upscale:
+            results.append(self.tiny_detector.detect(bgr, self.confidence, self.iou))
+        found = [(np.asarray(r.boxes.cpu().numpy().data, np.float64).reshape(-1, 6),
+                  None if r.keypoints is None else np.asarray(r.keypoints.cpu().numpy().data, np.float32))
+                 for r in results]
+        if len(found) == 1 or found[0][1] is None or found[1][1] is None:
+            return found[0]
+        return merge_detections(*found[0], *found[1], MERGE_IOU)
 
     def track(self, bgr: np.ndarray) -> list[TrackedBox]:
         """Tracked persons in this frame, at most max_persons, highest scores first; `detections` keeps every
         person the detector found in it."""
-        result = self._detect(bgr)
-        boxes = result.boxes.cpu().numpy()
+        from ultralytics.engine.results import Boxes
+
+        data, keypoints = self._detect(bgr)
+        boxes = Boxes(data, bgr.shape[:2])
         rows = self.tracker.update(boxes, bgr)
         if self.report_new_tracks:  # this frame's new tracks, still unconfirmed: already carry their final id
             new = [t.result for t in self.tracker.tracked_stracks
                    if not t.is_activated and t.frame_id == self.tracker.frame_id]
             rows = np.concatenate([np.asarray(rows, float).reshape(-1, 8), np.asarray(new, float).reshape(-1, 8)])
         rows = np.asarray(rows, float).reshape(-1, 8)
-        keypoints = None if result.keypoints is None else result.keypoints.data.cpu().numpy().astype(np.float32)
-        tracked = np.zeros(len(boxes), bool)
+        tracked = np.zeros(len(data), bool)
         tracked[rows[:, 7].astype(int)] = True
-        self.detections = Detections(boxes.xyxy.astype(float).reshape(-1, 4), boxes.conf.astype(float), keypoints,
-                                     tracked)
+        self.detections = Detections(data[:, :4].copy(), data[:, 4].copy(), keypoints, tracked)
         self.found = len(rows)  # before the max_persons cap, so a node can say what the cap dropped
         order = np.argsort(-rows[:, 5], kind="stable")[: self.max_persons]
         # Each person's box is its own detection's (inside the frame, and the box its keypoints belong to), not

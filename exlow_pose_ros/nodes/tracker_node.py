@@ -18,7 +18,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from ..core.assets import default_detector
+from ..core.assets import default_detector, tiny_detector
 from ..core.crop import rgb_crop, square_region
 from ..core.person_tracker import PersonTracker
 from ..core.stream_guard import StreamGuard
@@ -39,7 +39,8 @@ class TrackerNode(Node):
         self.tracker = PersonTracker(p["detector_model"] or default_detector(), p["image_size"], p["confidence"],
                                      p["iou"], p["tracker"], p["device"], p["max_persons"],
                                      p["report_new_tracks"], p["detector_backend"],
-                                     p["detector_export_dir"] or None, p["max_upscale"], p["detector_precision"])
+                                     p["detector_export_dir"] or None, p["max_upscale"], p["detector_precision"],
+                                     tiny_detector(p["tiny_detector_model"]), p["tiny_min_upscale"])
         self.publisher = self.create_publisher(TrackedPersonArray, "tracked_persons", OUTPUT_QOS)
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         input_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if p["reliable_input"] \
@@ -56,7 +57,14 @@ class TrackerNode(Node):
         self.get_logger().info(f"tracking persons with {Path(p['detector_model'] or default_detector()).name} at "
                                f"imgsz {p['image_size']} on {self.tracker.backend} ({self.tracker.backend_note}), "
                                f"max_upscale {p['max_upscale']} "
-                               f"({p['tracker']})")
+                               f"({p['tracker']}); tiny-people detector: {self.tiny_note()}")
+
+    def tiny_note(self) -> str:
+        second = self.tracker.tiny_detector
+        if second is None:
+            return "off"
+        return (f"{second.path.name} on {second.backend} on frames enlarged >= "
+                f"{self.tracker.tiny_min_upscale:g}x")
 
     def on_parameters(self, names: list[str]) -> None:
         """Apply a `ros2 param set` of a dynamic parameter: PersonTracker reads these at every frame, so the
@@ -116,6 +124,7 @@ class TrackerNode(Node):
         self.diagnostics.publish(status(self, "tracker", {
             "input rate (Hz)": f"{self.inputs.rate():.2f}", "detector (ms)": f"{self.detector_ms.mean():.1f}",
             "detector backend": self.tracker.backend,
+            "tiny-people detector": self.tiny_note(),
             "crop and publish (ms)": f"{self.crop_publish_ms.mean():.2f}",
             "persons published": self.persons_published, **self.faults.values()},
             stale_after=5.0, idle=self.inputs.idle_seconds()))

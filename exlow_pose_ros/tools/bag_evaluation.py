@@ -18,18 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.boxes import box_iou
 from ..core.crop import normalise_keypoints, square_region
 from ..core.metrics import evaluate_poses
 from ..core.windows import WINDOW_LENGTH
 from .bag_io import BagError, read_bag
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    intersection = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
-    return intersection / union if union > 0 else 0.0
 
 
 def skeletons_of(message) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -51,7 +44,7 @@ def match_frames(ours: dict[int, list], reference: dict[int, list], min_iou: flo
     """Per our track: [(frame index, our keypoints, reference keypoints, reference box)] in frame order."""
     tracks: dict[int, list] = defaultdict(list)
     for index, stamp in enumerate(sorted(reference)):
-        candidates = sorted(((box_iou(o[1], r[1]), i, j) for i, o in enumerate(ours.get(stamp, []))
+        candidates = sorted(((float(box_iou(o[1], r[1])[0, 0]), i, j) for i, o in enumerate(ours.get(stamp, []))
                              for j, r in enumerate(reference[stamp])), reverse=True)
         used_ours, used_reference = set(), set()
         for iou, i, j in candidates:

@@ -66,11 +66,18 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..core.assets import default_detector, default_model, keypoint_calibration
+from ..core.assets import default_detector, default_model, keypoint_calibration, tiny_detector
 from ..core.backends import BACKENDS, BackendError, create_backend
 from ..core.detector_export import DEFAULT_MAX_UPSCALE, PRECISIONS
 from ..core.drawing import draw_skeletons, draw_tracked_boxes
-from ..core.person_tracker import TRACKER_BACKENDS, TRACKERS, PersonTracker, TrackedBox, TrackerError
+from ..core.person_tracker import (
+    DEFAULT_TINY_MIN_UPSCALE,
+    TRACKER_BACKENDS,
+    TRACKERS,
+    PersonTracker,
+    TrackedBox,
+    TrackerError,
+)
 from ..core.pose_estimator import (
     KEYPOINT_SOURCES,
     FrameSkeletons,
@@ -156,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-upscale", type=float, default=DEFAULT_MAX_UPSCALE,
                         help="run the detector at min(imgsz, this x the frame's longest side): some upscaling finds "
                         "tiny people, too much loses them; 0: always imgsz (default: %(default)s, the tracker's)")
+    parser.add_argument("--tiny-detector", default="", help="a second detector for tiny people (.pt, from "
+                        "exlow-pose-finetune-detector) on frames enlarged >= --tiny-min-upscale times, the more "
+                        "confident keypoints per person, as the tracker node's tiny_detector_model ('': off)")
+    parser.add_argument("--tiny-min-upscale", type=float, default=DEFAULT_TINY_MIN_UPSCALE,
+                        help="see --tiny-detector (default: %(default)s, the tracker's)")
     parser.add_argument("--max-missing", type=int, default=15, help="drop a track unseen for this many frames "
                         "(default: %(default)s)")
     parser.add_argument("--start-frame", type=int, default=0, help="first frame to process (default: 0)")
@@ -193,7 +205,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         backend = create_backend(args.backend, args.model)
         tracker = PersonTracker(args.detector, args.imgsz, args.conf, args.iou, args.tracker, args.device,
                                 backend=args.detector_backend, export_dir=args.detector_export_dir,
-                                max_upscale=args.max_upscale, precision=args.detector_precision)
+                                max_upscale=args.max_upscale, precision=args.detector_precision,
+                                tiny_model_path=tiny_detector(args.tiny_detector),
+                                tiny_min_upscale=args.tiny_min_upscale)
     except (BackendError, TrackerError) as error:
         raise OfflineError(str(error)) from None
     poses = PoseEstimator(backend, args.mode, args.max_missing, keypoint_source=args.keypoints,
@@ -276,6 +290,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   "method": backend.contract.get("method")},
         "backend": backend.describe(),
         "detector": {"path": str(args.detector), "imgsz": args.imgsz, "conf": args.conf, "iou": args.iou,
+                     "tiny_detector": None if tracker.tiny_detector is None else str(tracker.tiny_detector.path),
+                     "tiny_min_upscale": args.tiny_min_upscale,
                      "tracker": args.tracker, "backend": tracker.backend, "backend_choice": tracker.backend_note,
                      "max_upscale": args.max_upscale},
         "mode": args.mode, "fps": fps, "width": width, "height": height, "start_frame": args.start_frame,

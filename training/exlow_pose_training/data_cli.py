@@ -13,6 +13,8 @@ SUBCOMMANDS = {
     "teacher": ("exlow_pose_training.teacher_dataset", "pseudo-labelled dataset from videos (paper Sec. 4.1)"),
     "scenes": ("exlow_pose_training.scene_dataset", "every real scene: teacher labels and the product's detector at "
                "tiny sizes (unseen-scene benchmark data)"),
+    "detector": ("exlow_pose_training.detector_data", "YOLO-pose dataset of tiny people as the product's detector "
+                 "sees them (training and validation scenes), for exlow-pose-finetune-detector"),
     "blazepose": ("exlow_pose_training.blazepose_reference", "BlazePose labels of the unseen-scene test persons: an "
                   "independent second reference for exlow-pose-report (runs in .venv-blazepose)"),
     "motion": ("exlow_pose_training.motion.corpus", "COCO-17 motion corpus from CMU mocap and Penn Action"),

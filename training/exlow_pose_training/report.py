@@ -60,6 +60,7 @@ DEFAULT_CALIBRATION = shipped_file(SHIPPED_CALIBRATION)
 CONSTANT = "Constant mean pose"
 YOLO = "YOLO11n-pose alone"
 SMOOTHED = "Product default: detector keypoints, smoothed"
+DETECTOR_ALONE = "Product detector alone (unsmoothed)"  # a row when --yolo-scenes gives stock YOLO separately
 TARGETS = {"pure_crop_ife_ratio": 0.7, "pure_crop_pooled_ife": 0.12, "pure_crop_map": 50.0,
            "oks_ratio_small": 1.5, "small_heights": (12.0, 16.0), "large_heights": (24.0, 32.0), "ece": 0.05}
 CORRECT_OKS = 0.5  # the event the per-joint confidence predicts
@@ -209,14 +210,56 @@ def joint_error_per_height(poses: np.ndarray, split: SplitData) -> np.ndarray:
     return crop_units * side / 2 / np.maximum(label_height, 1e-6)
 
 
+def detector_alone(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The detector's own keypoints and confidences for every labelled person it found (NaN elsewhere)."""
+    found = arrays["found"] & arrays["mask"].any(axis=1)
+    return (np.where(found[:, None, None], arrays["detector"][..., :2], np.nan),
+            np.where(found[:, None], arrays["detector"][..., 2], np.nan), found)
+
+
+def paired_rows(split: SplitData, other: SplitData) -> dict[str, np.ndarray] | None:
+    """`other`'s arrays in `split`'s row order, when both label the same person-frames (two builds of one
+    `exlow-pose-data scenes` recipe with different product detectors); else None. A person-frame is its
+    source, height, frame and label box: the teacher is deterministic, and builds made from one teacher cache
+    (--teacher-from) list a frame's persons in another order than the build that made the cache. The detector
+    keypoints come moved into `split`'s crop regions, so they score against `split`'s labels."""
+    def keys(arrays: dict[str, np.ndarray]) -> list[tuple]:
+        return [(int(s), float(h), int(f), *b.tolist()) for s, h, f, b in
+                zip(arrays["source"], arrays["height"], arrays["frame"], arrays["label_box"], strict=True)]
+
+    fields = ("source", "height", "frame", "label_box")
+    if len(split.arrays["frame"]) == len(other.arrays["frame"]) and \
+            all(np.array_equal(split.arrays[f], other.arrays[f]) for f in fields):
+        order = np.arange(len(split.arrays["frame"]))  # the same rows in the same order
+    else:
+        position = {key: row for row, key in enumerate(keys(other.arrays))}
+        found = [position.get(key) for key in keys(split.arrays)]
+        if len(position) != len(found) or None in found:
+            return None
+        order = np.asarray(found)
+    arrays = {name: values[order] for name, values in other.arrays.items()}
+    if not np.array_equal(arrays["mask"], split.arrays["mask"]):
+        return None
+    # Crop coordinates are relative to each build's crop region, which follows its own detector's box.
+    theirs, ours = arrays["region"].astype(np.float64), split.arrays["region"].astype(np.float64)
+    pixels = (arrays["detector"][..., :2] + 1) * theirs[:, None, 2:3] / 2 + theirs[:, None, :2]
+    detector = arrays["detector"].copy()
+    detector[..., :2] = 2 * (pixels - ours[:, None, :2]) / ours[:, None, 2:3] - 1
+    return {**arrays, "detector": detector, "region": split.arrays["region"], "keypoints": split.arrays["keypoints"]}
+
+
 def tiny_table(methods: list[Method], constant: np.ndarray, dataset: ExLowDataset, split: SplitData,
-               calibration: KeypointCalibration | None = None) -> tuple[dict, dict]:
-    """method -> 'scene|H' -> metrics; and the per-row outputs kept for the confidence and picture parts."""
+               calibration: KeypointCalibration | None = None, yolo_rows: dict[str, np.ndarray] | None = None
+               ) -> tuple[dict, dict]:
+    """method -> 'scene|H' -> metrics; and the per-row outputs kept for the confidence and picture parts.
+    `yolo_rows`: the same person-frames (paired_rows) seen by stock YOLO11n-pose, when `split` was built with
+    another product detector (a fine-tuned one); they are then the YOLO row, and `split`'s its own row."""
     scene_rows = scene_of_rows(dataset, split)
     labelled = split.arrays["mask"].any(axis=1)
-    found, tracked = split.arrays["found"] & labelled, split.arrays["tracked"] & labelled
-    yolo_pose = np.where(found[:, None, None], split.arrays["detector"][..., :2], np.nan)
-    outputs = {YOLO: (yolo_pose, np.where(found[:, None], split.arrays["detector"][..., 2], np.nan), found)}
+    tracked = split.arrays["tracked"] & labelled
+    outputs = {YOLO: detector_alone(split.arrays if yolo_rows is None else yolo_rows)}
+    if yolo_rows is not None:
+        outputs[DETECTOR_ALONE] = detector_alone(split.arrays)
     runs = track_runs(split, tracked)
     constant_pose_rows = np.where(tracked[:, None, None], constant[None], np.nan)
     outputs[f"{CONSTANT} (on tracked persons)"] = (constant_pose_rows, np.full((len(tracked), 17), np.nan), tracked)
@@ -415,24 +458,25 @@ def print_tiny(console: Console, table: dict, title: str) -> None:
 
 
 def markdown(pure: dict, tiny: dict, confidence: dict, checks: list[str], product: str,
-             reference: list[str] | None = None) -> str:
+             reference: list[str] | None = None, scope: str = "unseen") -> str:
+    """The README's tables; `scope` names the scenes ("unseen" for the test split)."""
     lines = []
     scenes = list(next(iter(pure.values())))
-    lines += ["**Pure crops (the paper's setting), unseen scenes: IFE (lower is better) / OKS mAP %**", "",
+    lines += [f"**Pure crops (the paper's setting), {scope} scenes: IFE (lower is better) / OKS mAP %**", "",
               "| method | " + " | ".join(scenes) + " |", "|---|" + "---|" * len(scenes)]
     for name, per_scene in pure.items():
         lines.append(f"| {name} | " + " | ".join(f"{per_scene[s]['ife']:.3f} / {per_scene[s]['map']:.1f}"
                                                   for s in scenes) + " |")
     keys = [k for k in next(iter(tiny.values())) if k.startswith("mean over scenes")]
     heights = [k.split("|")[1] for k in keys]
-    lines += ["", "**Tiny people end to end, mean over unseen scenes: recall % / OKS accuracy %**", "",
+    lines += ["", f"**Tiny people end to end, mean over {scope} scenes: recall % / OKS accuracy %**", "",
               "| method | " + " | ".join(f"H = {h} px" for h in heights) + " |", "|---|" + "---|" * len(keys)]
     for name, rows in tiny.items():
         lines.append(f"| {name} | " + " | ".join(f"{rows[k]['recall']:.1f} / {rows[k]['oks_accuracy']:.1f}"
                                                   for k in keys) + " |")
     if product in tiny:
         rows = tiny[product]
-        lines += ["", f"**{product} against YOLO11n-pose alone on person-frames both found (mean over unseen "
+        lines += ["", f"**{product} against YOLO11n-pose alone on person-frames both found (mean over {scope} "
                   "scenes): mean OKS ours / YOLO, joint error per person height ours / YOLO, share we win**", "",
                   "| H | mean OKS | joint error | we win |", "|---|---|---|---|"]
         for key, height in zip(keys, heights, strict=True):
@@ -441,7 +485,7 @@ def markdown(pure: dict, tiny: dict, confidence: dict, checks: list[str], produc
                          f"{row['joint_error_both']:.3f} / {row['yolo_joint_error_both']:.3f} | "
                          f"{row['win_share_both']:.0f} % |")
         scene_keys = sorted({k.split("|")[0] for k in rows if not k.startswith("mean")})
-        lines += ["", f"**Per unseen scene: OKS accuracy % of {product} / YOLO11n-pose alone**", "",
+        lines += ["", f"**Per {scope} scene: OKS accuracy % of {product} / YOLO11n-pose alone**", "",
                   "| scene | " + " | ".join(f"H = {h}" for h in heights) + " |", "|---|" + "---|" * len(heights)]
         for scene in scene_keys:
             cells = []
@@ -451,7 +495,7 @@ def markdown(pure: dict, tiny: dict, confidence: dict, checks: list[str], produc
                              if key in rows else "-")
             lines.append(f"| {scene} | " + " | ".join(cells) + " |")
     if confidence:
-        lines += ["", "**Per-joint confidence on unseen scenes (event: per-keypoint OKS >= 0.5)**", "",
+        lines += ["", f"**Per-joint confidence on {scope} scenes (event: per-keypoint OKS >= 0.5)**", "",
                   "| source | joints | ECE |", "|---|---|---|"]
         for name, row in confidence.items():
             lines.append(f"| {name} | {row['joints']} | {row['ece']:.3f} |")
@@ -472,7 +516,7 @@ def check_targets(pure: dict, tiny: dict, confidence: dict, crop_model: str | No
         ratios = {s: rows[s]["ife"] / constant[s]["ife"] for s in scenes}
         worst = max(ratios, key=ratios.get)
         lines.append(f"{verdict(max(ratios.values()) <= TARGETS['pure_crop_ife_ratio'])} pure crops, {crop_model}: "
-                     f"IFE <= 0.7x the constant pose on every unseen scene (worst {worst}: "
+                     f"IFE <= 0.7x the constant pose on every scene (worst {worst}: "
                      f"{ratios[worst]:.2f}x)")
         pooled = rows["pooled"]
         lines.append(f"{verdict(pooled['ife'] <= TARGETS['pure_crop_pooled_ife'])} pure crops, {crop_model}: pooled "
@@ -498,7 +542,7 @@ def check_targets(pure: dict, tiny: dict, confidence: dict, crop_model: str | No
     return lines
 
 
-def plot_heights(tiny: dict, path: Path) -> None:
+def plot_heights(tiny: dict, path: Path, scope: str = "unseen") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -510,8 +554,8 @@ def plot_heights(tiny: dict, path: Path) -> None:
         heights = [float(k.split("|")[1]) for k in keys]
         axes[0].plot(heights, [rows[k]["oks_accuracy"] for k in keys], marker="o", label=name)
         axes[1].plot(heights, [rows[k]["recall"] for k in keys], marker="o", label=name)
-    axes[0].set_title("OKS accuracy % (misses count 0), mean over unseen scenes")
-    axes[1].set_title("recall %, mean over unseen scenes")
+    axes[0].set_title(f"OKS accuracy % (misses count 0), mean over {scope} scenes")
+    axes[1].set_title(f"recall %, mean over {scope} scenes")
     for axis in axes:
         axis.set_xlabel("median person height H (px)")
         axis.grid(alpha=0.3)
@@ -521,7 +565,7 @@ def plot_heights(tiny: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def plot_reliability(confidence: dict, path: Path) -> None:
+def plot_reliability(confidence: dict, path: Path, scope: str = "unseen") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -534,7 +578,7 @@ def plot_reliability(confidence: dict, path: Path) -> None:
                   label=f"{name} (ECE {row['ece']:.3f})")
     axis.set_xlabel("predicted confidence")
     axis.set_ylabel("share of joints right (per-keypoint OKS >= 0.5)")
-    axis.set_title("Per-joint confidence, unseen scenes")
+    axis.set_title(f"Per-joint confidence, {scope} scenes")
     axis.legend(fontsize=7)
     axis.grid(alpha=0.3)
     figure.tight_layout()
@@ -588,6 +632,9 @@ def main(argv: list[str] | None = None) -> int:
                              "default, %(default)r); the pure-crop targets are checked for the first --model")
     parser.add_argument("--scenes", type=Path, default=DATASETS / "scenes_test",
                         help="unseen-scene datasets (exlow-pose-data scenes --roles test)")
+    parser.add_argument("--yolo-scenes", type=Path, default=None,
+                        help="the same scenes built with stock YOLO11n-pose as the product detector, when --scenes "
+                        "was built with another (exlow-pose-data scenes --detector): the YOLO row comes from here")
     parser.add_argument("--train", type=Path, default=DATASETS / "scenes_train",
                         help="training-scene datasets: the constant mean pose comes from their training split")
     parser.add_argument("--keypoint-calibration", default=str(DEFAULT_CALIBRATION),
@@ -597,6 +644,10 @@ def main(argv: list[str] | None = None) -> int:
                              "'none': skip part 4)")
     parser.add_argument("--blazepose-visibility", type=float, default=0.5,
                         help="mean COCO-17 visibility at which BlazePose counts as having found the person")
+    parser.add_argument("--split", choices=("test", "val", "train"), default="test",
+                        help="which split of --scenes to score: test (the unseen scenes, the headline), or val / train "
+                        "to choose settings on scenes that are not unseen (datasets built with --roles val or train; "
+                        "BlazePose, part 4, is for test only)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "results" / "report")
     args = parser.parse_args(argv)
@@ -609,15 +660,24 @@ def main(argv: list[str] | None = None) -> int:
     constant = constant_pose(ExLowDataset(args.train / "teacher").split("train"))
 
     teacher = ExLowDataset(args.scenes / "teacher")
-    pure = pure_crop_table(methods, constant, teacher, teacher.split("test"))  # no detector input there
+    scope = "unseen" if args.split == "test" else f"{args.split}-split (not unseen)"
+    pure = pure_crop_table(methods, constant, teacher, teacher.split(args.split))  # no detector input there
     tiny_data = ExLowDataset(args.scenes / "tiny")
-    tiny_split = tiny_data.split("test")
+    tiny_split = tiny_data.split(args.split)
+    if len(tiny_split.arrays["frame"]) == 0:
+        raise SystemExit(f"{args.scenes} has no {args.split} split: build it with exlow-pose-data scenes --roles "
+                         f"{args.split}")
     calibration = None if args.keypoint_calibration == "none" else KeypointCalibration.load(args.keypoint_calibration)
-    tiny, outputs = tiny_table(with_crop_only, constant, tiny_data, tiny_split, calibration)
+    yolo_rows = None if args.yolo_scenes is None else \
+        paired_rows(tiny_split, ExLowDataset(args.yolo_scenes / "tiny").split(args.split))
+    if args.yolo_scenes is not None and yolo_rows is None:
+        raise SystemExit(f"--yolo-scenes {args.yolo_scenes} does not hold the same person-frames as --scenes "
+                         f"{args.scenes}: build both with the same exlow-pose-data scenes options but --detector")
+    tiny, outputs = tiny_table(with_crop_only, constant, tiny_data, tiny_split, calibration, yolo_rows)
     confidence = confidence_table(outputs, tiny_split)
     checks = check_targets(pure, tiny, confidence, crop_model, product)
     hint = bp.SETUP_HINT.format(scenes=args.scenes)
-    reference_path = None if args.blazepose == "none" else \
+    reference_path = None if args.blazepose == "none" or args.split != "test" else \
         Path(args.blazepose) if args.blazepose else bp.find_cached(args.scenes / "teacher")
     if reference_path is not None and not reference_path.is_file():
         raise SystemExit(f"--blazepose {reference_path} not found: make it with `{hint}`")
@@ -625,15 +685,15 @@ def main(argv: list[str] | None = None) -> int:
         blazepose_section(teacher, tiny_data, tiny_split, outputs, reference_path, args.blazepose_visibility)
 
     console = Console(width=200)
-    print_pure_crop(console, pure, "Pure 16x16 crops of unseen scenes")
-    print_tiny(console, tiny, "Tiny people end to end, mean over unseen scenes")
+    print_pure_crop(console, pure, f"Pure 16x16 crops of {scope} scenes")
+    print_tiny(console, tiny, f"Tiny people end to end, mean over {scope} scenes")
     for name, row in confidence.items():
         console.print(f"confidence ECE {name}: {row['ece']:.3f} over {row['joints']} joints")
     for line in checks:
         console.print("  " + line)
-    if blazepose is None:
+    if blazepose is None and args.split == "test":
         console.print(f"no BlazePose reference labels (part 4): make them with `{hint}`")
-    else:
+    elif blazepose is not None:
         print_tiny(console, {n: r for n, r in blazepose["tiny"].items() if n in (*REFERENCE_ROWS, product)},
                    "Tiny people end to end against BlazePose, mean over unseen scenes")
         console.print("teacher against BlazePose, mean OKS: " + ", ".join(
@@ -641,19 +701,20 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     scenes = teacher.manifest["sources"]
     (args.out / "report.json").write_text(json.dumps({
-        "unseen_scenes": [{k: s.get(k) for k in ("name", "scene", "licence", "frames", "median_person_px")}
-                          for s in scenes],
+        "split": args.split,
+        "scenes": [{k: s.get(k) for k in ("name", "scene", "licence", "frames", "median_person_px")} for s in scenes],
         "models": {m.split("=", 1)[0]: m.split("=", 1)[1] for m in args.model}, "product": product,
         "pure_crop": pure, "tiny": tiny, "confidence": confidence, "checks": checks, "targets": TARGETS,
         "blazepose": blazepose if blazepose is not None else {"missing": hint},
     }, indent=2, default=float))
-    (args.out / "report.md").write_text(markdown(pure, tiny, confidence, checks, product,
-                                                 blazepose_markdown(blazepose, hint, product)))
-    plot_heights(tiny, args.out / "accuracy_by_height.png")
+    reference = blazepose_markdown(blazepose, hint, product) if args.split == "test" else []
+    (args.out / "report.md").write_text(markdown(pure, tiny, confidence, checks, product, reference, scope))
+    plot_heights(tiny, args.out / "accuracy_by_height.png", scope)
     if confidence:
-        plot_reliability(confidence, args.out / "reliability.png")
-    people_sheet(tiny_split, tiny_data, outputs, product, args.out / "unseen_people.png")
-    print(f"wrote {args.out}/report.json, report.md, accuracy_by_height.png, reliability.png, unseen_people.png")
+        plot_reliability(confidence, args.out / "reliability.png", scope)
+    sheet = "unseen_people.png" if args.split == "test" else f"{args.split}_people.png"
+    people_sheet(tiny_split, tiny_data, outputs, product, args.out / sheet)
+    print(f"wrote {args.out}/report.json, report.md, accuracy_by_height.png, reliability.png, {sheet}")
     return 0
 
 

@@ -28,13 +28,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from exlow_pose_ros.core.crop import cut_crop, normalise_keypoints, square_region
+from exlow_pose_ros.core.boxes import box_iou
+from exlow_pose_ros.core.crop import SquareRegion, cut_crop, denormalise_keypoints, normalise_keypoints, square_region
 from exlow_pose_ros.core.detector_export import BACKENDS as DETECTOR_BACKENDS
 from exlow_pose_ros.core.detector_export import DEFAULT_MAX_UPSCALE
 from exlow_pose_ros.core.person_tracker import PersonTracker
 from exlow_pose_ros.core.provenance import file_sha256
 
-from .dataset_format import DatasetWriter
+from .dataset_format import DatasetWriter, ExLowDataset, SplitData
 from .scenes import DEFAULT_REGISTRY, SceneClip, load_registry
 from .teacher_dataset import DEFAULT_TEACHER, TeacherPerson, Thresholds, TrackFrames, reliable_persons
 
@@ -59,18 +60,6 @@ def read_clip(clip: SceneClip) -> list[np.ndarray]:
     if not frames:
         raise RuntimeError(f"{clip.video} has no frames in {clip.frames}")
     return frames
-
-
-def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in a (N, 4) with every box in b (M, 4), xyxy."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    low = np.maximum(a[:, None, :2], b[None, :, :2])
-    high = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(high - low, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def greedy_match(iou: np.ndarray, threshold: float = MATCH_IOU) -> dict[int, int]:
@@ -100,12 +89,43 @@ def teacher_pass(model, frames: list[np.ndarray], imgsz: int, thresholds: Thresh
     return persons
 
 
+class CachedTeacher:
+    """The teacher's persons of an earlier build of the same clips (its teacher/ dataset), so that building the
+    tiny datasets again with another product detector skips the teacher, the slow part, and labels exactly the
+    same person-frames (in another order: exlow-pose-report --yolo-scenes pairs the rows by person-frame)."""
+
+    def __init__(self, root: Path) -> None:
+        self.dataset = ExLowDataset(root / "teacher")
+        self.splits: dict[str, SplitData] = {}
+
+    def persons(self, clip: SceneClip, frame_count: int) -> list[list[TeacherPerson]]:
+        sources = self.dataset.manifest["sources"]
+        index = next((i for i, s in enumerate(sources) if s["name"] == clip.clip_name and s["split"] == clip.role),
+                     None)
+        if index is None or sources[index]["sha256"] != file_sha256(clip.video) or \
+                sources[index]["frames"] != frame_count:
+            raise RuntimeError(f"{self.dataset.root} has no teacher labels of {clip.clip_name} ({clip.role}, "
+                               f"{frame_count} frames of this video): build without --teacher-from")
+        split = self.splits.setdefault(clip.role, self.dataset.split(clip.role))
+        persons: list[list[TeacherPerson]] = [[] for _ in range(frame_count)]
+        for row in np.flatnonzero(split.arrays["source"] == index):
+            x0, y0, side = (int(v) for v in split.arrays["region"][row])
+            xy = denormalise_keypoints(split.arrays["keypoints"][row].astype(np.float64), SquareRegion(x0, y0, side))
+            mask = split.arrays["mask"][row]
+            persons[int(split.arrays["frame"][row])].append(TeacherPerson(
+                int(split.arrays["track"][row]), split.arrays["box"][row].astype(np.float64), xy,
+                mask.astype(np.float32), mask, float(split.arrays["score"][row])))
+        return [sorted(people, key=lambda p: p.track_id) for people in persons]
+
+
 class ProductDetector:
     """The product's detector and tracker on one stream (exlow_pose_ros.core.person_tracker with the tracker node's
     defaults): every person found, and which of them the tracker node would publish."""
 
-    def __init__(self, weights: Path, backend: str = "torch", max_upscale: float = 0.0) -> None:
-        self.tracker = PersonTracker(weights, max_persons=1_000_000, backend=backend, max_upscale=max_upscale)
+    def __init__(self, weights: Path, backend: str = "torch", max_upscale: float = 0.0,
+                 tiny_weights: Path | None = None) -> None:
+        self.tracker = PersonTracker(weights, max_persons=1_000_000, backend=backend, max_upscale=max_upscale,
+                                     tiny_model_path=tiny_weights)
 
     def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Boxes (N, 4), scores (N,), keypoints (N, 17, 3) and tracked (N,) bool for one frame."""
@@ -142,11 +162,12 @@ class TinyTracks:
 
 
 def tiny_pass(weights: Path, frames: list[np.ndarray], teacher: list[list[TeacherPerson]], heights: list[list[float]],
-              median_height: float, label: str, backend: str = "torch", max_upscale: float = 0.0) -> TinyTracks:
+              median_height: float, label: str, backend: str = "torch", max_upscale: float = 0.0,
+              tiny_weights: Path | None = None) -> TinyTracks:
     out = TinyTracks()
     for height in sorted({h for hs in heights for h in hs}):
         scale = height / median_height
-        detector = ProductDetector(weights, backend, max_upscale)
+        detector = ProductDetector(weights, backend, max_upscale, tiny_weights)
         frame_numbers = [i for i, hs in enumerate(heights) if height in hs]
         for index in tqdm(frame_numbers, desc=f"{label} H={height:g}", unit="frame", leave=False):
             small = cv2.resize(frames[index], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -155,7 +176,7 @@ def tiny_pass(weights: Path, frames: list[np.ndarray], teacher: list[list[Teache
             if not people:
                 continue
             label_boxes = np.stack([p.box for p in people]) * scale
-            pairs = greedy_match(box_iou_matrix(label_boxes, boxes))
+            pairs = greedy_match(box_iou(label_boxes, boxes))
             rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
             for row, person in enumerate(people):
                 found = row in pairs
@@ -180,7 +201,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY)
     parser.add_argument("--roles", default="train,val,test", help="which roles' clips to build")
     parser.add_argument("--scenes", default="", help="comma-separated scene names (default: every scene)")
-    parser.add_argument("--teacher", type=Path, default=DEFAULT_TEACHER, help="teacher and product detector weights")
+    parser.add_argument("--teacher", type=Path, default=DEFAULT_TEACHER,
+                        help="teacher weights (labels on the full-resolution frames)")
+    parser.add_argument("--detector", type=Path, default=None,
+                        help="the product detector's weights on the shrunk frames (default: the teacher's, as the "
+                        "tracker node's default; a fine-tuned detector from exlow-pose-finetune-detector here)")
+    parser.add_argument("--tiny-detector", type=Path, default=None,
+                        help="a second product detector for tiny people, as the tracker node's tiny_detector_model "
+                        "(both run on frames enlarged >= 2x; per person the more confident keypoints)")
+    parser.add_argument("--teacher-from", type=Path, default=None,
+                        help="reuse the teacher labels of an earlier exlow-pose-data scenes build of these clips "
+                        "(its folder) instead of running the teacher: a new product detector in minutes; builds "
+                        "from one cache label the same person-frames in the same order")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per clip (tests)")
     parser.add_argument("--max-upscale", type=float, default=DEFAULT_MAX_UPSCALE,
                         help="the product detector's max_upscale on the shrunk frames (default: %(default)s, the "
@@ -193,9 +225,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    if not args.teacher.is_file():
-        print(f"weights {args.teacher} not found: run scripts/setup.sh, or pass --teacher PATH", file=sys.stderr)
-        return 2
+    detector = args.detector or args.teacher
+    for weights, option in ((args.teacher, "--teacher"), (detector, "--detector")):
+        if not weights.is_file():
+            print(f"weights {weights} not found: run scripts/setup.sh, or pass {option} PATH", file=sys.stderr)
+            return 2
     from ultralytics import YOLO
 
     registry = load_registry(args.registry)
@@ -214,20 +248,26 @@ def run(args: argparse.Namespace) -> int:
         "teacher": {"path": str(args.teacher), "sha256": file_sha256(args.teacher), "tracker": "bytetrack.yaml",
                     "licence": "AGPL-3.0 (Ultralytics YOLO11n-pose)"},
         "detector": {"implementation": "exlow_pose_ros.core.person_tracker.PersonTracker, the tracker node's defaults",
-                     "backend": args.detector_backend, "max_upscale": args.max_upscale,
+                     "path": str(detector), "sha256": file_sha256(detector), "backend": args.detector_backend,
+                     "max_upscale": args.max_upscale,
+                     "tiny_detector": None if args.tiny_detector is None else
+                     {"path": str(args.tiny_detector), "sha256": file_sha256(args.tiny_detector)},
                      "match_iou": MATCH_IOU},
         "thresholds": vars(thresholds), "registry": str(args.registry),
         "heights": {"test": registry.test_heights, "train": registry.train_heights,
                     "block_frames": registry.block_frames},
         "command": " ".join(sys.argv),
+        "teacher_from": None if args.teacher_from is None else str(args.teacher_from),
     }
     teacher_writer = DatasetWriter(args.out / "teacher", "teacher", __name__, provenance)
     tiny_writer = DatasetWriter(args.out / "tiny", "tiny", __name__, provenance)
-    teacher_model = YOLO(str(args.teacher), task="pose")
+    cache = None if args.teacher_from is None else CachedTeacher(args.teacher_from)
+    teacher_model = YOLO(str(args.teacher), task="pose") if cache is None else None
     for clip in tqdm(clips, desc="clips", unit="clip"):
         frames = read_clip(clip)[: args.max_frames]
         label = clip.clip_name
-        teacher = teacher_pass(teacher_model, frames, clip.teacher_imgsz, thresholds, label)
+        teacher = teacher_pass(teacher_model, frames, clip.teacher_imgsz, thresholds, label) if cache is None else \
+            cache.persons(clip, len(frames))
         heights_px = [p.box[3] - p.box[1] for people in teacher for p in people]
         facts = {"path": str(clip.video), "sha256": file_sha256(clip.video), "scene": clip.name,
                  "licence": clip.licence, "shows": clip.shows, "first_frame": clip.frames[0], "frames": len(frames),
@@ -246,8 +286,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         per_frame = heights_per_frame(clip, len(frames), registry.test_heights if clip.role == "test"
                                       else registry.train_heights, registry.block_frames, clip.role == "test")
-        tiny = tiny_pass(args.teacher, frames, teacher, per_frame, facts["median_person_px"], label,
-                         args.detector_backend, args.max_upscale)
+        tiny = tiny_pass(detector, frames, teacher, per_frame, facts["median_person_px"], label,
+                         args.detector_backend, args.max_upscale, args.tiny_detector)
         tiny_source = tiny_writer.add_source(label, clip.role, **facts)
         for arrays in tiny.tracks():
             tiny_writer.add_track(tiny_source, arrays)
