@@ -207,7 +207,8 @@ class PoseDetector:
 class PersonTracker:
     """Runs detector + tracker on BGR frames of one stream; ids persist across calls.
 
-    One detector forward per frame, then Ultralytics' tracker on its boxes (the same code `YOLO.track` runs).
+    One detector forward per frame (two with a tiny-people detector, below), then Ultralytics' tracker on its
+    boxes (the same code `YOLO.track` runs).
     Unlike `YOLO.track`, a person first seen in this frame is reported at once with the id its track will keep
     (`report_new_tracks`): Ultralytics hides a new track until a second frame confirms it, and at 12-32 px the
     detector often finds a person in one frame only, so the pose stage would miss persons the detector found.
@@ -230,7 +231,6 @@ class PersonTracker:
         self.detector = PoseDetector(model_path, **settings)
         self.tiny_detector = None if tiny_model_path in (None, "") else PoseDetector(tiny_model_path, **settings)
         self.tiny_min_upscale = tiny_min_upscale
-        self.max_upscale, self.image_size = max_upscale, image_size
         self.confidence, self.iou = confidence, iou
         self.tracker_config, self.device, self.max_persons = tracker, device, max_persons
         self.report_new_tracks = report_new_tracks
