@@ -17,3 +17,18 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def greedy_match(iou: np.ndarray, threshold: float) -> dict[int, int]:
+    """Row -> column pairs of an IoU matrix, most similar first, each row and column used once, IoU >= threshold."""
+    pairs: dict[int, int] = {}
+    used: set[int] = set()
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
+        row, column = np.unravel_index(flat, iou.shape)
+        if iou[row, column] < threshold:
+            break
+        if row in pairs or column in used:
+            continue
+        pairs[int(row)] = int(column)
+        used.add(int(column))
+    return pairs

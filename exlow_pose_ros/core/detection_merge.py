@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .boxes import box_iou
+from .boxes import box_iou, greedy_match
 
 MERGE_IOU = 0.5  # boxes of the two detectors this similar are one person
 
@@ -20,16 +20,8 @@ def merge_detections(boxes_a: np.ndarray, keypoints_a: np.ndarray, boxes_b: np.n
     """Boxes (N, 6: x_min, y_min, x_max, y_max, score, class) and keypoints (N, 17, 3) of both detectors as one
     set: pairs with IoU >= `iou` (matched greedily, most similar first) keep the detection whose mean keypoint
     confidence is higher; unmatched detections of either are kept. Sorted by falling box score."""
-    overlap = box_iou(boxes_a[:, :4], boxes_b[:, :4])
     keep_a, keep_b = np.ones(len(boxes_a), bool), np.ones(len(boxes_b), bool)
-    paired_a, paired_b = np.zeros(len(boxes_a), bool), np.zeros(len(boxes_b), bool)
-    for flat in np.argsort(-overlap, axis=None):
-        row, column = np.unravel_index(flat, overlap.shape)
-        if overlap[row, column] < iou:
-            break
-        if paired_a[row] or paired_b[column]:  # each detection pairs at most once
-            continue
-        paired_a[row] = paired_b[column] = True
+    for row, column in greedy_match(box_iou(boxes_a[:, :4], boxes_b[:, :4]), iou).items():
         if keypoints_b[column, :, 2].mean() > keypoints_a[row, :, 2].mean():
             keep_a[row] = False
         else:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.boxes import box_iou
+from ..core.boxes import box_iou, greedy_match
 from ..core.crop import normalise_keypoints, square_region
 from ..core.metrics import evaluate_poses
 from ..core.windows import WINDOW_LENGTH
@@ -44,14 +44,9 @@ def match_frames(ours: dict[int, list], reference: dict[int, list], min_iou: flo
     """Per our track: [(frame index, our keypoints, reference keypoints, reference box)] in frame order."""
     tracks: dict[int, list] = defaultdict(list)
     for index, stamp in enumerate(sorted(reference)):
-        candidates = sorted(((float(box_iou(o[1], r[1])[0, 0]), i, j) for i, o in enumerate(ours.get(stamp, []))
-                             for j, r in enumerate(reference[stamp])), reverse=True)
-        used_ours, used_reference = set(), set()
-        for iou, i, j in candidates:
-            if iou < min_iou or i in used_ours or j in used_reference:
-                continue
-            used_ours.add(i)
-            used_reference.add(j)
+        mine = ours.get(stamp, [])
+        overlap = box_iou(np.array([o[1] for o in mine]), np.array([r[1] for r in reference[stamp]]))
+        for i, j in greedy_match(overlap, min_iou).items():
             track, _, points = ours[stamp][i]
             _, reference_box, reference_points = reference[stamp][j]
             tracks[track].append((index, points, reference_points, reference_box))

@@ -172,6 +172,18 @@ def estimate_runs(method: Method, split: SplitData, runs: list[np.ndarray], batc
     return poses, confidence
 
 
+def crop_to_pixels(points: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """Crop coordinates (N, K, 2) over each row's square region (N, 3: x0, y0, side) -> pixels."""
+    regions = regions.astype(np.float64)
+    return (points + 1) * regions[:, None, 2:3] / 2 + regions[:, None, :2]
+
+
+def pixels_to_crop(points: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """Pixels (N, K, 2) -> crop coordinates over each row's square region (N, 3)."""
+    regions = regions.astype(np.float64)
+    return 2 * (points - regions[:, None, :2]) / regions[:, None, 2:3] - 1
+
+
 def smoothed_detector_runs(split: SplitData, runs: list[np.ndarray],
                            calibration: KeypointCalibration | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The pose node's keypoint_source "detector" on each tracked run: the detector's keypoints smoothed in pixels
@@ -184,12 +196,10 @@ def smoothed_detector_runs(split: SplitData, runs: list[np.ndarray],
     detector = split.arrays["detector"]
     box_height = split.arrays["box"][:, 3] - split.arrays["box"][:, 1]  # the detector's box, as the node sees it
     for run in runs:
-        side = region[run, 2][:, None, None]
-        pixels = np.concatenate([(detector[run, :, :2] + 1) * side / 2 + region[run, None, :2],
-                                 detector[run, :, 2:]], axis=-1)
+        pixels = np.concatenate([crop_to_pixels(detector[run, :, :2], region[run]), detector[run, :, 2:]], axis=-1)
         for position, row in enumerate(run):
             smoothed = smooth_detector_keypoints(pixels, position)
-            poses[row] = 2 * (smoothed[:, :2] - region[row, :2]) / region[row, 2] - 1
+            poses[row] = pixels_to_crop(smoothed[None, :, :2], region[row:row + 1])[0]
             confidence[row] = smoothed[:, 2] if calibration is None else \
                 calibration(smoothed[:, 2], box_height[row])
     return poses, confidence
@@ -241,10 +251,8 @@ def paired_rows(split: SplitData, other: SplitData) -> dict[str, np.ndarray] | N
     if not np.array_equal(arrays["mask"], split.arrays["mask"]):
         return None
     # Crop coordinates are relative to each build's crop region, which follows its own detector's box.
-    theirs, ours = arrays["region"].astype(np.float64), split.arrays["region"].astype(np.float64)
-    pixels = (arrays["detector"][..., :2] + 1) * theirs[:, None, 2:3] / 2 + theirs[:, None, :2]
     detector = arrays["detector"].copy()
-    detector[..., :2] = 2 * (pixels - ours[:, None, :2]) / ours[:, None, 2:3] - 1
+    detector[..., :2] = pixels_to_crop(crop_to_pixels(detector[..., :2], arrays["region"]), split.arrays["region"])
     return {**arrays, "detector": detector, "region": split.arrays["region"], "keypoints": split.arrays["keypoints"]}
 
 

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from exlow_pose_ros.core.boxes import box_iou
+from exlow_pose_ros.core.boxes import box_iou, greedy_match
 from exlow_pose_ros.core.crop import SquareRegion, cut_crop, denormalise_keypoints, normalise_keypoints, square_region
 from exlow_pose_ros.core.detector_export import BACKENDS as DETECTOR_BACKENDS
 from exlow_pose_ros.core.detector_export import DEFAULT_MAX_UPSCALE
@@ -62,21 +62,6 @@ def read_clip(clip: SceneClip) -> list[np.ndarray]:
     return frames
 
 
-def greedy_match(iou: np.ndarray, threshold: float = MATCH_IOU) -> dict[int, int]:
-    """Row -> column pairs, highest IoU first, each used once, IoU >= threshold."""
-    pairs: dict[int, int] = {}
-    used: set[int] = set()
-    for flat in np.argsort(-iou, axis=None):
-        row, column = np.unravel_index(flat, iou.shape)
-        if iou[row, column] < threshold:
-            break
-        if row in pairs or column in used:
-            continue
-        pairs[int(row)] = int(column)
-        used.add(int(column))
-    return pairs
-
-
 def teacher_pass(model, frames: list[np.ndarray], imgsz: int, thresholds: Thresholds,
                  label: str) -> list[list[TeacherPerson]]:
     """Reliable teacher persons of every frame (tracking on the full-resolution frames)."""
@@ -106,7 +91,9 @@ class CachedTeacher:
                 sources[index]["frames"] != frame_count:
             raise RuntimeError(f"{self.dataset.root} has no teacher labels of {clip.clip_name} ({clip.role}, "
                                f"{frame_count} frames of this video): build without --teacher-from")
-        split = self.splits.setdefault(clip.role, self.dataset.split(clip.role))
+        if clip.role not in self.splits:
+            self.splits[clip.role] = self.dataset.split(clip.role)
+        split = self.splits[clip.role]
         persons: list[list[TeacherPerson]] = [[] for _ in range(frame_count)]
         for row in np.flatnonzero(split.arrays["source"] == index):
             x0, y0, side = (int(v) for v in split.arrays["region"][row])
@@ -176,7 +163,7 @@ def tiny_pass(weights: Path, frames: list[np.ndarray], teacher: list[list[Teache
             if not people:
                 continue
             label_boxes = np.stack([p.box for p in people]) * scale
-            pairs = greedy_match(box_iou(label_boxes, boxes))
+            pairs = greedy_match(box_iou(label_boxes, boxes), MATCH_IOU)
             rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
             for row, person in enumerate(people):
                 found = row in pairs
@@ -211,8 +198,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(both run on frames enlarged >= 2x; per person the more confident keypoints)")
     parser.add_argument("--teacher-from", type=Path, default=None,
                         help="reuse the teacher labels of an earlier exlow-pose-data scenes build of these clips "
-                        "(its folder) instead of running the teacher: a new product detector in minutes; builds "
-                        "from one cache label the same person-frames in the same order")
+                        "(its folder) instead of running the teacher: a new product detector in minutes, on the "
+                        "same person-frames (exlow-pose-report --yolo-scenes pairs them)")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per clip (tests)")
     parser.add_argument("--max-upscale", type=float, default=DEFAULT_MAX_UPSCALE,
                         help="the product detector's max_upscale on the shrunk frames (default: %(default)s, the "
