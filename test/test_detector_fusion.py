@@ -220,6 +220,31 @@ def test_report_compares_another_product_detector_with_stock_yolo_on_the_same_pe
     assert set(validation[YOLO]) == {"tiny|16", key}  # the val split's one scene, not the test scenes
 
 
+def test_report_counts_left_right_swaps_and_what_undoing_them_is_worth(tmp_path):
+    """Poses equal to the labels except on every third found person-frame, where left and right are swapped: the
+    report must count those as swaps, and with the swaps undone every found person-frame is exact, so the OKS
+    accuracy is the found share."""
+    from exlow_pose_ros.core.keypoints import COCO17_FLIP_PERMUTATION
+    from exlow_pose_training.dataset_format import ExLowDataset, scene_of_rows
+    from exlow_pose_training.report import left_right_swaps
+
+    data = ExLowDataset(write_tiny_dataset(tmp_path / "tiny", "tiny", tracks_per_split=6, seed=5))
+    split = data.split("test")
+    labels, found = split.arrays["keypoints"].astype(np.float64), split.arrays["found"].astype(bool)
+    swap = found & (np.cumsum(found) % 3 == 0)
+    pose = np.where(swap[:, None, None], labels[:, list(COCO17_FLIP_PERMUTATION)], labels)
+    pose = np.where(found[:, None, None], pose, np.nan)
+    scenes = scene_of_rows(data, split)
+    table = left_right_swaps({"ours": (pose, None, found)}, split, scenes, ("ours", "absent"))
+    assert set(table) == {"ours"}
+    labelled = split.arrays["mask"].any(axis=1)
+    for height, row in table["ours"].items():
+        per_scene = [(scenes == s) & (split.arrays["height"] == float(height)) & labelled for s in ("a", "b")]
+        assert row["swapped_share"] == pytest.approx(np.mean([100 * swap[m & found].mean() for m in per_scene]))
+        assert row["oks_accuracy_swaps_undone"] == pytest.approx(np.mean([100 * found[m].mean() for m in per_scene]))
+        assert row["oks_accuracy"] < row["oks_accuracy_swaps_undone"] - 10
+
+
 def test_paired_rows_match_person_frames_in_any_order_and_move_keypoints_into_our_crops():
     """Two builds list the same person-frames in different orders and cut different crops (each around its
     own detector's box): the other build's keypoints must land on the same pixels in our crop coordinates."""

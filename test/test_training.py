@@ -188,6 +188,15 @@ def test_resume_continues_where_training_stopped(tiny, tmp_path):
     assert load_checkpoint(out / "last.pt")["epoch"] == 2
 
 
+def test_an_empty_validation_split_stops_training_before_the_first_epoch(tmp_path):
+    """A scenes build made with --roles train has an empty val split; the run must refuse it at once (it used to
+    crash in the first validation, after an epoch of training) and say how to point val elsewhere."""
+    data = write_tiny_dataset(tmp_path / "data", tracks_per_split=0)  # every split empty
+    with pytest.raises(ValueError, match=r"has no windows.*--set 'val="):
+        train(config_for("independent_cnn", data, tmp_path / "run"))
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_ddp_with_two_gloo_processes_keeps_replicas_in_sync(tiny, tmp_path):
     # A hung rank fails its collective after dist_timeout_s instead of holding the test to its timeout.
     config = config_for("cnn_transformer", tiny["images"], tmp_path / "ddp", epochs=1, dist_timeout_s=120).__dict__

@@ -20,6 +20,7 @@ from .detector_export import (
     letterbox_shape,
 )
 from .error_text import first_line
+from .flip_test import average_flipped, unflip_detections
 
 TRACKERS = ("bytetrack.yaml", "botsort.yaml")
 TRACKER_BACKENDS = ("auto", *BACKENDS)
@@ -204,6 +205,13 @@ class PoseDetector:
                              verbose=False)[0]
 
 
+def _arrays(result) -> tuple[np.ndarray, np.ndarray | None]:
+    """An Ultralytics result as boxes (N, 6) float64 and keypoints (N, 17, 3) float32 or None."""
+    boxes = np.asarray(result.boxes.cpu().numpy().data, np.float64).reshape(-1, 6)
+    keypoints = None if result.keypoints is None else np.asarray(result.keypoints.cpu().numpy().data, np.float32)
+    return boxes, keypoints
+
+
 class PersonTracker:
     """Runs detector + tracker on BGR frames of one stream; ids persist across calls.
 
@@ -216,13 +224,16 @@ class PersonTracker:
     `tiny_model_path` adds a second detector for tiny people (exlow-pose-finetune-detector) on frames the
     detector enlarges at least `tiny_min_upscale` times: both run, and each person found by both keeps the
     detection whose keypoints are more confident (detection_merge); persons only one of them found are kept.
+
+    `flip_test` runs each detector on the frame's mirror image too and averages every person's two estimates
+    (flip_test): twice the detector time, the same persons.
     """
 
     def __init__(self, model_path: str | Path, image_size: int = 1280, confidence: float = 0.25, iou: float = 0.7,
                  tracker: str = "bytetrack.yaml", device: str = "cpu", max_persons: int = 100,
                  report_new_tracks: bool = True, backend: str = "torch", export_dir: str | Path | None = None,
                  max_upscale: float = 0.0, precision: str = "fp32", tiny_model_path: str | Path | None = None,
-                 tiny_min_upscale: float = DEFAULT_TINY_MIN_UPSCALE) -> None:
+                 tiny_min_upscale: float = DEFAULT_TINY_MIN_UPSCALE, flip_test: bool = False) -> None:
         """The detector's settings: see PoseDetector (the tiny-people detector gets the same)."""
         if tracker not in TRACKERS and not Path(tracker).is_file():
             raise TrackerError(f"tracker must be one of {TRACKERS} or a tracker YAML file, not {tracker!r}")
@@ -230,7 +241,7 @@ class PersonTracker:
                     "max_upscale": max_upscale, "precision": precision}
         self.detector = PoseDetector(model_path, **settings)
         self.tiny_detector = None if tiny_model_path in (None, "") else PoseDetector(tiny_model_path, **settings)
-        self.tiny_min_upscale = tiny_min_upscale
+        self.tiny_min_upscale, self.flip_test = tiny_min_upscale, flip_test
         self.confidence, self.iou = confidence, iou
         self.tracker_config, self.device, self.max_persons = tracker, device, max_persons
         self.report_new_tracks = report_new_tracks
@@ -252,16 +263,23 @@ class PersonTracker:
 
     def _detect(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Boxes (N, 6: x_min, y_min, x_max, y_max, score, class) and keypoints (N, 17, 3) or None."""
-        results = [self.detector.detect(bgr, self.confidence, self.iou)]
+        detectors = [self.detector]
         if self.tiny_detector is not None and \
                 self.detector.upscale(bgr.shape[1], bgr.shape[0]) >= self.tiny_min_upscale:
-            results.append(self.tiny_detector.detect(bgr, self.confidence, self.iou))
-        found = [(np.asarray(r.boxes.cpu().numpy().data, np.float64).reshape(-1, 6),
-                  None if r.keypoints is None else np.asarray(r.keypoints.cpu().numpy().data, np.float32))
-                 for r in results]
+            detectors.append(self.tiny_detector)
+        found = [self._detect_one(detector, bgr) for detector in detectors]
         if len(found) == 1 or found[0][1] is None or found[1][1] is None:
             return found[0]
         return merge_detections(*found[0], *found[1], MERGE_IOU)
+
+    def _detect_one(self, detector: PoseDetector, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One detector's boxes and keypoints, averaged with its mirror-image pass when flip_test is on."""
+        boxes, keypoints = _arrays(detector.detect(bgr, self.confidence, self.iou))
+        if not self.flip_test or keypoints is None or len(boxes) == 0:
+            return boxes, keypoints
+        mirror = np.ascontiguousarray(bgr[:, ::-1])
+        flipped = unflip_detections(*_arrays(detector.detect(mirror, self.confidence, self.iou)), bgr.shape[1])
+        return average_flipped(boxes, keypoints, *flipped)
 
     def track(self, bgr: np.ndarray) -> list[TrackedBox]:
         """Tracked persons in this frame, at most max_persons, highest scores first; `detections` keeps every

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from exlow_pose_ros.core.assets import SHIPPED_CALIBRATION, shipped_file
 from exlow_pose_ros.core.keypoint_calibration import KeypointCalibration
-from exlow_pose_ros.core.keypoints import COCO17_SIGMAS
+from exlow_pose_ros.core.keypoints import COCO17_FLIP_PERMUTATION, COCO17_SIGMAS
 from exlow_pose_ros.core.metrics import (
     evaluate_poses,
     masked_mean_distance,
@@ -314,6 +314,60 @@ def score_tiny(outputs: dict, split: SplitData, scene_rows: np.ndarray) -> dict:
                                                     for m in rows[keys[0]] if m not in ("persons", "both_found")}
         table[name] = rows
     return table
+
+
+SWAP_MARGIN = 0.05  # OKS by which the left-right swapped pose must beat the pose to count as a swap
+
+
+def left_right_swaps(outputs: dict, split: SplitData, scene_rows: np.ndarray, names: tuple[str, ...]) -> dict:
+    """name -> height -> mean over scenes of: the share % of found, labelled person-frames whose pose matches
+    the label better with left and right swapped (OKS + SWAP_MARGIN), and the OKS accuracy if every person's
+    pose took the better of itself and its swap. Why: at 12-16 px the detector often gives a person's left
+    side for the right (facing the camera or away); this measures how often, and what undoing it would be worth
+    at most (an oracle: no method knows which poses to swap)."""
+    labelled = split.arrays["mask"].any(axis=1)
+    heights = np.unique(split.arrays["height"])
+    table: dict[str, dict] = {}
+    for name in names:
+        if name not in outputs:
+            continue
+        pose, _, present = outputs[name]
+        oks = person_oks(pose, split)
+        swapped = person_oks(pose[:, list(COCO17_FLIP_PERMUTATION)], split)
+        best = np.fmax(oks, swapped)
+        rows = {}
+        for height in heights:
+            cells = []
+            for scene in dict.fromkeys(scene_rows.tolist()):
+                chosen = (scene_rows == scene) & (split.arrays["height"] == height) & labelled
+                found = chosen & present & ~np.isnan(oks)
+                if not found.any():
+                    continue
+                cells.append((100.0 * float((swapped[found] > oks[found] + SWAP_MARGIN).mean()),
+                              oks_accuracy(np.where(present[chosen], np.nan_to_num(oks[chosen]), 0.0)),
+                              oks_accuracy(np.where(present[chosen], np.nan_to_num(best[chosen]), 0.0))))
+            if cells:
+                share, accuracy, undone = np.mean(cells, axis=0)
+                rows[f"{height:g}"] = {"swapped_share": float(share), "oks_accuracy": float(accuracy),
+                                       "oks_accuracy_swaps_undone": float(undone)}
+        table[name] = rows
+    return table
+
+
+def swaps_markdown(swaps: dict, scope: str) -> list[str]:
+    if not swaps:
+        return []
+    names = list(swaps)
+    heights = list(next(iter(swaps.values())))
+    lines = ["", f"**Left and right swapped, mean over {scope} scenes: share % of found person-frames whose pose "
+             f"matches the label better with left and right swapped (OKS +{SWAP_MARGIN}); OKS accuracy % as it "
+             "is / with every swap undone (an oracle bound)**", "",
+             "| H | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for height in heights:
+        cells = [f"{swaps[n][height]['swapped_share']:.0f} % ; {swaps[n][height]['oks_accuracy']:.1f} / "
+                 f"{swaps[n][height]['oks_accuracy_swaps_undone']:.1f}" if height in swaps[n] else "-" for n in names]
+        lines.append(f"| {height} px | " + " | ".join(cells) + " |")
+    return lines
 
 
 # --- 3. confidence ----------------------------------------------------------------------------------------------
@@ -683,6 +737,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{args.scenes}: build both with the same exlow-pose-data scenes options but --detector")
     tiny, outputs = tiny_table(with_crop_only, constant, tiny_data, tiny_split, calibration, yolo_rows)
     confidence = confidence_table(outputs, tiny_split)
+    swaps = left_right_swaps(outputs, tiny_split, scene_of_rows(tiny_data, tiny_split), (YOLO, product))
     checks = check_targets(pure, tiny, confidence, crop_model, product)
     hint = bp.SETUP_HINT.format(scenes=args.scenes)
     reference_path = None if args.blazepose == "none" or args.split != "test" else \
@@ -712,11 +767,13 @@ def main(argv: list[str] | None = None) -> int:
         "split": args.split,
         "scenes": [{k: s.get(k) for k in ("name", "scene", "licence", "frames", "median_person_px")} for s in scenes],
         "models": {m.split("=", 1)[0]: m.split("=", 1)[1] for m in args.model}, "product": product,
-        "pure_crop": pure, "tiny": tiny, "confidence": confidence, "checks": checks, "targets": TARGETS,
+        "pure_crop": pure, "tiny": tiny, "confidence": confidence, "left_right_swaps": swaps, "checks": checks,
+        "targets": TARGETS,
         "blazepose": blazepose if blazepose is not None else {"missing": hint},
     }, indent=2, default=float))
     reference = blazepose_markdown(blazepose, hint, product) if args.split == "test" else []
-    (args.out / "report.md").write_text(markdown(pure, tiny, confidence, checks, product, reference, scope))
+    (args.out / "report.md").write_text(markdown(pure, tiny, confidence, checks, product,
+                                                 swaps_markdown(swaps, scope) + reference, scope))
     plot_heights(tiny, args.out / "accuracy_by_height.png", scope)
     if confidence:
         plot_reliability(confidence, args.out / "reliability.png", scope)

@@ -110,9 +110,9 @@ class ProductDetector:
     defaults): every person found, and which of them the tracker node would publish."""
 
     def __init__(self, weights: Path, backend: str = "torch", max_upscale: float = 0.0,
-                 tiny_weights: Path | None = None) -> None:
+                 tiny_weights: Path | None = None, flip_test: bool = False) -> None:
         self.tracker = PersonTracker(weights, max_persons=1_000_000, backend=backend, max_upscale=max_upscale,
-                                     tiny_model_path=tiny_weights)
+                                     tiny_model_path=tiny_weights, flip_test=flip_test)
 
     def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Boxes (N, 4), scores (N,), keypoints (N, 17, 3) and tracked (N,) bool for one frame."""
@@ -150,11 +150,11 @@ class TinyTracks:
 
 def tiny_pass(weights: Path, frames: list[np.ndarray], teacher: list[list[TeacherPerson]], heights: list[list[float]],
               median_height: float, label: str, backend: str = "torch", max_upscale: float = 0.0,
-              tiny_weights: Path | None = None) -> TinyTracks:
+              tiny_weights: Path | None = None, flip_test: bool = False) -> TinyTracks:
     out = TinyTracks()
     for height in sorted({h for hs in heights for h in hs}):
         scale = height / median_height
-        detector = ProductDetector(weights, backend, max_upscale, tiny_weights)
+        detector = ProductDetector(weights, backend, max_upscale, tiny_weights, flip_test)
         frame_numbers = [i for i, hs in enumerate(heights) if height in hs]
         for index in tqdm(frame_numbers, desc=f"{label} H={height:g}", unit="frame", leave=False):
             small = cv2.resize(frames[index], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -196,6 +196,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiny-detector", type=Path, default=None,
                         help="a second product detector for tiny people, as the tracker node's tiny_detector_model "
                         "(both run on frames enlarged >= 2x; per person the more confident keypoints)")
+    parser.add_argument("--flip-test", action="store_true",
+                        help="the product detector also runs on each frame's mirror image, as the tracker node's "
+                        "flip_test (every person's two estimates averaged)")
     parser.add_argument("--teacher-from", type=Path, default=None,
                         help="reuse the teacher labels of an earlier exlow-pose-data scenes build of these clips "
                         "(its folder) instead of running the teacher: a new product detector in minutes, on the "
@@ -239,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
                      "max_upscale": args.max_upscale,
                      "tiny_detector": None if args.tiny_detector is None else
                      {"path": str(args.tiny_detector), "sha256": file_sha256(args.tiny_detector)},
-                     "match_iou": MATCH_IOU},
+                     "flip_test": args.flip_test, "match_iou": MATCH_IOU},
         "thresholds": vars(thresholds), "registry": str(args.registry),
         "heights": {"test": registry.test_heights, "train": registry.train_heights,
                     "block_frames": registry.block_frames},
@@ -274,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
         per_frame = heights_per_frame(clip, len(frames), registry.test_heights if clip.role == "test"
                                       else registry.train_heights, registry.block_frames, clip.role == "test")
         tiny = tiny_pass(detector, frames, teacher, per_frame, facts["median_person_px"], label,
-                         args.detector_backend, args.max_upscale, args.tiny_detector)
+                         args.detector_backend, args.max_upscale, args.tiny_detector, args.flip_test)
         tiny_source = tiny_writer.add_source(label, clip.role, **facts)
         for arrays in tiny.tracks():
             tiny_writer.add_track(tiny_source, arrays)

@@ -247,6 +247,12 @@ def _train(config: TrainConfig, resume: bool, rank: int, world: int, device: tor
     if pose_only and augment_config is not None:  # no crops: only geometric, keypoint-side augmentation
         augment_config = AugmentConfig(flip_p=augment_config.flip_p, affine_p=0.0, colour_p=0.0, blur_p=0.0,
                                        noise_p=0.0)
+    if config.val and len(ExLowDataset(config.val[0]["root"]).split(config.val[0]["split"])) == 0:
+        # Found now rather than after the first epoch's hours: an exlow-pose-data scenes build with --roles train
+        # has an empty val split.
+        raise ValueError(f"validation split {config.val[0]['root']}:{config.val[0]['split']} has no windows: "
+                         "build it (exlow-pose-data scenes --roles train,val) or point val at a dataset that has "
+                         "one (--set 'val=[{root: DIR, split: val}]')")
     parts = [DatasetPart(p["root"], p["split"], p.get("weight")) for p in config.train]
     dataset = WindowDataset(parts, with_crops=not pose_only,
                             transform=Augment(augment_config) if augment_config else None)
@@ -351,7 +357,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError) as error:
         print(f"bad config: {error}", file=sys.stderr)
         return 2
-    train(config, resume=args.resume)
+    try:
+        train(config, resume=args.resume)
+    except ValueError as error:  # a config that points at the wrong data: say what to do, no traceback
+        print(f"cannot train: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
