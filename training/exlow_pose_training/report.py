@@ -278,6 +278,11 @@ def tiny_table(methods: list[Method], constant: np.ndarray, dataset: ExLowDatase
     return score_tiny(outputs, split, scene_rows), outputs
 
 
+def accuracy_misses_zero(oks: np.ndarray, present: np.ndarray, chosen: np.ndarray) -> float:
+    """OKS accuracy % of the `chosen` person-frames, those without a pose (not `present`, or NaN) counting 0."""
+    return oks_accuracy(np.where(present[chosen], np.nan_to_num(oks[chosen]), 0.0))
+
+
 def score_tiny(outputs: dict, split: SplitData, scene_rows: np.ndarray) -> dict:
     """method -> 'scene|H' -> metrics of each output against the labels of `split`: the teacher's, or another
     reference's on the same rows (blazepose_reference.tiny_reference_split); rows without a labelled joint
@@ -299,7 +304,7 @@ def score_tiny(outputs: dict, split: SplitData, scene_rows: np.ndarray) -> dict:
             both = chosen & present & found & ~np.isnan(oks) & ~np.isnan(yolo_oks)
             rows[key] = {
                 "persons": int(chosen.sum()), "recall": 100.0 * float(present[chosen].mean()),
-                "oks_accuracy": oks_accuracy(np.where(present[chosen], np.nan_to_num(oks[chosen]), 0.0)),
+                "oks_accuracy": accuracy_misses_zero(oks, present, chosen),
                 "both_found": int(both.sum()),
                 "mean_oks_both": float(np.nanmean(oks[both])) if both.any() else float("nan"),
                 "yolo_mean_oks_both": float(np.nanmean(yolo_oks[both])) if both.any() else float("nan"),
@@ -344,8 +349,8 @@ def left_right_swaps(outputs: dict, split: SplitData, scene_rows: np.ndarray, na
                 if not found.any():
                     continue
                 cells.append((100.0 * float((swapped[found] > oks[found] + SWAP_MARGIN).mean()),
-                              oks_accuracy(np.where(present[chosen], np.nan_to_num(oks[chosen]), 0.0)),
-                              oks_accuracy(np.where(present[chosen], np.nan_to_num(best[chosen]), 0.0))))
+                              accuracy_misses_zero(oks, present, chosen),
+                              accuracy_misses_zero(best, present, chosen)))
             if cells:
                 share, accuracy, undone = np.mean(cells, axis=0)
                 rows[f"{height:g}"] = {"swapped_share": float(share), "oks_accuracy": float(accuracy),

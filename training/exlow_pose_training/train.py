@@ -247,9 +247,10 @@ def _train(config: TrainConfig, resume: bool, rank: int, world: int, device: tor
     if pose_only and augment_config is not None:  # no crops: only geometric, keypoint-side augmentation
         augment_config = AugmentConfig(flip_p=augment_config.flip_p, affine_p=0.0, colour_p=0.0, blur_p=0.0,
                                        noise_p=0.0)
-    if config.val and len(ExLowDataset(config.val[0]["root"]).split(config.val[0]["split"])) == 0:
-        # Found now rather than after the first epoch's hours: an exlow-pose-data scenes build with --roles train
-        # has an empty val split.
+    if config.val and not ExLowDataset(config.val[0]["root"]).manifest["splits"].get(config.val[0]["split"],
+                                                                                    {}).get("windows"):
+        # Found now (from the manifest, without loading the split) rather than after the first epoch's hours: an
+        # exlow-pose-data scenes build with --roles train has an empty val split.
         raise ValueError(f"validation split {config.val[0]['root']}:{config.val[0]['split']} has no windows: "
                          "build it (exlow-pose-data scenes --roles train,val) or point val at a dataset that has "
                          "one (--set 'val=[{root: DIR, split: val}]')")
