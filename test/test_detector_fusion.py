@@ -226,7 +226,7 @@ def test_report_counts_left_right_swaps_and_what_undoing_them_is_worth(tmp_path)
     accuracy is the found share."""
     from exlow_pose_ros.core.keypoints import COCO17_FLIP_PERMUTATION
     from exlow_pose_training.dataset_format import ExLowDataset, scene_of_rows
-    from exlow_pose_training.report import left_right_swaps
+    from exlow_pose_training.report import left_right_swaps, swaps_markdown
 
     data = ExLowDataset(write_tiny_dataset(tmp_path / "tiny", "tiny", tracks_per_split=6, seed=5))
     split = data.split("test")
@@ -235,8 +235,15 @@ def test_report_counts_left_right_swaps_and_what_undoing_them_is_worth(tmp_path)
     pose = np.where(swap[:, None, None], labels[:, list(COCO17_FLIP_PERMUTATION)], labels)
     pose = np.where(found[:, None, None], pose, np.nan)
     scenes = scene_of_rows(data, split)
-    table = left_right_swaps({"ours": (pose, None, found)}, split, scenes, ("ours", "absent"))
-    assert set(table) == {"ours"}
+    table = left_right_swaps({"ours": (pose, None, found), "labels": (np.where(found[:, None, None], labels, np.nan),
+                                                                      None, found)},
+                             split, scenes, ("ours", "labels", "absent"))
+    assert set(table) == {"ours", "labels"}
+    assert all(row["swapped_share"] == 0 for row in table["labels"].values())
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in swaps_markdown(table, "test") if line.startswith("| ")}
+    assert set(rows) == {"method", "ours", "labels"}  # one row per method, a column per height
+    assert rows["ours"].count(" % ; ") == len(table["ours"]) and f"{table['ours']['16']['swapped_share']:.0f} % ; " \
+        in rows["ours"].split(" | ")[1 + list(table["ours"]).index("16")]
     labelled = split.arrays["mask"].any(axis=1)
     for height, row in table["ours"].items():
         per_scene = [(scenes == s) & (split.arrays["height"] == float(height)) & labelled for s in ("a", "b")]

@@ -74,6 +74,7 @@ def test_average_precision_worked_by_hand():
     assert coco_average_precision(oks, scores) == pytest.approx(9 * per_threshold / 10)
     assert coco_average_precision(np.ones(5)) == pytest.approx(1.0)
     assert coco_average_precision(np.zeros(5)) == 0.0
+    assert math.isnan(coco_average_precision(np.zeros(0), np.zeros(0)))  # a scene with nothing labelled
 
 
 def test_perfect_predictions_score_zero_error_and_full_precision():

@@ -69,8 +69,11 @@ def object_keypoint_similarity(predicted: np.ndarray, target: np.ndarray, mask: 
 
 
 def coco_average_precision(oks: np.ndarray, scores: np.ndarray | None = None) -> float:
-    """COCOeval keypoint AP (IoU type 'keypoints', area 'all') for one prediction per ground truth."""
+    """COCOeval keypoint AP (IoU type 'keypoints', area 'all') for one prediction per ground truth; NaN without
+    any ground truth (COCOeval's -1: undefined, so it cannot pass for a score)."""
     oks = np.asarray(oks, float)
+    if oks.size == 0:
+        return float("nan")
     scores = np.ones_like(oks) if scores is None else np.asarray(scores, float)
     order = np.argsort(-scores, kind="mergesort")  # COCOeval's stable sort
     oks = oks[order]
