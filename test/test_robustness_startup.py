@@ -233,3 +233,45 @@ def test_a_failed_engine_build_is_a_backend_error(fake_tensorrt, tmp_path_factor
     monkeypatch.setattr(tensorrt_backend, "build_engine", fails)
     with pytest.raises(BackendError, match="failed to build"):
         tensorrt_backend.TensorRtBackend(pose_model(tmp_path_factory), cache_dir=tmp_path, log=lambda _: None)
+
+
+def test_a_corrupt_onnx_model_on_tensorrt_is_a_backend_error_that_says_what_to_do(fake_tensorrt, tmp_path):
+    from exlow_pose_ros.core.backends.tensorrt_backend import TensorRtBackend
+
+    make_file("corrupt.onnx", tmp_path)
+    with pytest.raises(BackendError, match=r"corrupt.onnx is not a readable ONNX file.*exlow-pose-export"):
+        TensorRtBackend(tmp_path / "corrupt.onnx", cache_dir=tmp_path, log=lambda _: None)
+    assert fake_tensorrt.builds == 0
+
+
+def test_an_unreadable_engine_record_is_a_cache_miss_and_the_cache_is_written_whole(fake_tensorrt, tmp_path_factory,
+                                                                                    tmp_path):
+    """A half-written sidecar (a crash, or two nodes caching at once) must mean "rebuild", not a start-up
+    failure; and the cache folder holds no temporary files afterwards."""
+    from exlow_pose_ros.core.backends.tensorrt_backend import TensorRtBackend
+
+    model = pose_model(tmp_path_factory)
+    first = TensorRtBackend(model, precision="fp32", cache_dir=tmp_path, log=lambda _: None)
+    first.engine_path.with_suffix(".json").write_text("{\"tensorrt_vers")
+    again = TensorRtBackend(model, precision="fp32", cache_dir=tmp_path, log=lambda _: None)
+    assert fake_tensorrt.builds == 2 and again.engine_path == first.engine_path
+    assert json.loads(again.engine_path.with_suffix(".json").read_text())["tensorrt_version"] == "10.3.0"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.engine_path.name,
+                                                                 first.engine_path.with_suffix(".json").name])
+
+
+def test_engines_of_a_read_only_model_folder_go_to_the_user_cache(fake_tensorrt, tmp_path_factory, tmp_path,
+                                                                  monkeypatch):
+    """An apt or /opt install: the model's folder cannot be written, so the engine is cached (and found again)
+    under $XDG_CACHE_HOME/exlow_pose instead of being rebuilt at every start."""
+    from exlow_pose_ros.core.backends import tensorrt_backend
+
+    model = pose_model(tmp_path_factory)
+    writable = os.access
+    monkeypatch.setattr(tensorrt_backend.os, "access",
+                        lambda path, mode: False if Path(path) == model.parent else writable(path, mode))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = tensorrt_backend.TensorRtBackend(model, precision="fp32", log=lambda _: None)
+    assert first.engine_path.parent == tmp_path / "cache" / "exlow_pose" and first.engine_path.is_file()
+    tensorrt_backend.TensorRtBackend(model, precision="fp32", log=lambda _: None)
+    assert fake_tensorrt.builds == 1, "the engine in the user cache was not found again"

@@ -146,6 +146,10 @@ class FrameStream(Generic[F]):
         """Frames waiting for skeletons."""
         return len(self._waiting)
 
+    def waiting_keys(self) -> set[Hashable]:
+        """Keys of the frames waiting for skeletons."""
+        return set(self._by_key)
+
     def push(self, stamp: Any, persons: list[PersonObservation], payload: F = None) -> list[FrameSkeletons[F]]:
         frame = FrameSkeletons(stamp, payload)
         self._waiting.append(frame)

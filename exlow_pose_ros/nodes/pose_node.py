@@ -14,12 +14,12 @@ Publishes   skeletons (exlow_pose_msgs/Skeleton2DArray): exactly one per input f
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray
 from exlow_pose_msgs.msg import Skeleton2DArray, TrackedPersonArray
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -30,6 +30,7 @@ from ..core.assets import default_model, keypoint_calibration
 from ..core.backends import create_backend
 from ..core.drawing import draw_skeletons
 from ..core.pose_estimator import FrameSkeletons, FrameStream, PoseEstimator
+from ..core.source_images import SourceImages
 from ..core.stream_guard import StreamGuard
 from .conversions import observations_from_message, skeleton_array, stamp_key
 from .diagnostics import FaultLog, RateWindow, report_stream_check, status
@@ -40,7 +41,7 @@ from .runner import run_node
 
 NODE = "pose_node"
 RELIABLE = QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE)
-IMAGES_KEPT = 30  # source images kept for drawing a frame when its skeletons are complete
+IMAGE_QUEUE_DEPTH = 30  # the reliable image subscription's queue
 
 
 class PoseNode(Node):
@@ -61,12 +62,12 @@ class PoseNode(Node):
         if p["publish_markers"] and p["use_camera_info"]:
             self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, qos_profile_sensor_data)
         self.annotated = self.annotated_compressed = None
-        self.images: OrderedDict[tuple[int, int], Image] = OrderedDict()
+        self.images: SourceImages[tuple[int, int], Image] = SourceImages()
         if p["publish_annotated_image"]:
             self.annotated = self.create_publisher(Image, "annotated_image", 10)
             self.annotated_compressed = self.create_publisher(CompressedImage, "annotated_image/compressed", 10)
-            image_qos = QoSProfile(depth=IMAGES_KEPT, reliability=ReliabilityPolicy.RELIABLE) if p["reliable_image"] \
-                else qos_profile_sensor_data
+            image_qos = QoSProfile(depth=IMAGE_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE) \
+                if p["reliable_image"] else qos_profile_sensor_data
             self.create_subscription(Image, "image", self.on_image, image_qos)
         self.ack = self.create_publisher(Header, p["ack_topic"], RELIABLE) if p["ack_topic"] else None
         self.create_subscription(TrackedPersonArray, "tracked_persons", self.on_persons, RELIABLE)
@@ -75,8 +76,10 @@ class PoseNode(Node):
         self.frames_published = self.annotated_images = 0
         self.faults = FaultLog(self.get_logger())
         self.guard = StreamGuard(on_restart=[self.flush_stream])
-        self.create_timer(p["diagnostics_period"], self.publish_diagnostics)
-        self.create_timer(0.1, self.flush_when_idle)
+        # Wall-clock timers: with use_sim_time a bag's /clock stops at its end, and the owed frames must still go.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(p["diagnostics_period"], self.publish_diagnostics, clock=steady)
+        self.create_timer(0.1, self.flush_when_idle, clock=steady)
         self.get_logger().info(f"pose model {model.name} on {self.backend.describe()}, output {p['output_mode']}")
 
     def new_stream(self) -> FrameStream[tuple[int, int]]:
@@ -93,11 +96,7 @@ class PoseNode(Node):
         self.get_logger().info("parameters changed: " + ", ".join(f"{n}={self.params[n]!r}" for n in names))
 
     def on_image(self, message: Image) -> None:
-        key = stamp_key(message.header)
-        self.images.pop(key, None)  # a repeated stamp (a looped bag) counts as the newest image
-        self.images[key] = message
-        while len(self.images) > IMAGES_KEPT:
-            self.images.popitem(last=False)
+        self.images.add(stamp_key(message.header), message)
 
     def on_camera_info(self, message: CameraInfo) -> None:
         self.camera_info = message
@@ -126,6 +125,7 @@ class PoseNode(Node):
         self.inference.add((time.monotonic() - inference_started) * 1000.0)
         published = time.monotonic()
         self.publish_frames(complete)
+        self.images.release(key, self.stream.waiting_keys())
         self.publish_ms.add((time.monotonic() - published) * 1000.0)
         if self.ack is not None:
             self.ack.publish(message.header)
@@ -173,8 +173,8 @@ class PoseNode(Node):
         key = stamp_key(header)
         image = self.images.get(key)
         if image is None:
-            self.faults.report("missing source image", f"no source image stamped {key} (lost, or more than "
-                               f"{IMAGES_KEPT} frames old): no annotated image for it", "warning")
+            self.faults.report("missing source image", f"no source image stamped {key} (lost, or pushed out by "
+                               f"more than {self.images.capacity} newer ones): no annotated image for it", "warning")
             return
         try:
             pixels = to_bgr8(image_to_numpy(image), image.encoding, "the annotated image")
@@ -200,7 +200,7 @@ class PoseNode(Node):
             "annotated images drawn": self.annotated_images,
             "visual subscribers": sum(map(subscription_count, (self.annotated, self.annotated_compressed,
                                                                self.markers, self.image_markers))),
-            "frames waiting": len(self.stream), **self.faults.values()},
+            "frames waiting": len(self.stream), "source images kept": len(self.images), **self.faults.values()},
             stale_after=5.0, idle=self.inputs.idle_seconds()))
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from exlow_pose_msgs.msg import TrackedPersonArray
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
@@ -53,7 +54,7 @@ class TrackerNode(Node):
         self.persons_published = 0
         self.faults = FaultLog(self.get_logger())
         self.guard = StreamGuard(on_restart=[self.tracker.reset])  # new ids, no motion across streams
-        self.create_timer(1.0, self.publish_diagnostics)
+        self.create_timer(1.0, self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))  # bag ends too
         self.get_logger().info(f"tracking persons with {Path(p['detector_model'] or default_detector()).name} at "
                                f"imgsz {p['image_size']} on {self.tracker.backend} ({self.tracker.backend_note}), "
                                f"max_upscale {p['max_upscale']} "

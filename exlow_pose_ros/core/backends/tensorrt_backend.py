@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,9 +59,43 @@ def onnx_contract(onnx_path: Path) -> dict:
         import onnx
     except ImportError:
         raise BackendError("reading the model contract needs the onnx package: pip install onnx") from None
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as error:  # protobuf's DecodeError and friends: a truncated or foreign file
+        raise BackendError(f"pose model {onnx_path} is not a readable ONNX file ({type(error).__name__}): export it "
+                           "again (exlow-pose-export) or restore the shipped one") from None
     return parse_contract({p.key: p.value for p in model.metadata_props}, str(onnx_path))
 
+
+
+def user_cache_dir() -> Path:
+    """Where engines go when the model's folder is read-only (an apt or /opt install)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "exlow_pose"
+
+
+def engine_cache_path(name: str, cache_dir: Path | None, model_dir: Path) -> Path:
+    """The engine file: in cache_dir when set; else next to the model when that folder is writable or already
+    holds the engine, and otherwise in the user's cache folder."""
+    if cache_dir is not None:
+        return cache_dir / name
+    beside = model_dir / name
+    if beside.is_file() or os.access(model_dir, os.W_OK):
+        return beside
+    return user_cache_dir() / name
+
+
+def read_sidecar(path: Path) -> dict | None:
+    """The engine's recorded build key; None when missing or unreadable (a cache miss: the engine is rebuilt)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
 
 def build_engine(onnx_path: Path, precision: str, batch_min: int, batch_opt: int, batch_max: int,
                  workspace_bytes: int = 1 << 30) -> bytes:
@@ -112,8 +147,8 @@ class TensorRtBackend(PoseBackend):
         major, minor = torch.cuda.get_device_capability()
         self.key = EngineKey(file_sha256(onnx_path), trt.__version__,
                              f"{major}.{minor}", precision, batch_min, batch_opt, batch_max)
-        cache = Path(cache_dir) if cache_dir else onnx_path.parent
-        self.engine_path = cache / f"{onnx_path.stem}.{precision}.{self.key.digest()}.engine"
+        name = f"{onnx_path.stem}.{precision}.{self.key.digest()}.engine"
+        self.engine_path = engine_cache_path(name, Path(cache_dir) if cache_dir else None, onnx_path.parent)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self.engine = self._load_or_build(onnx_path, log)
         self.context = self.engine.create_execution_context()
@@ -123,7 +158,7 @@ class TensorRtBackend(PoseBackend):
     def _load_or_build(self, onnx_path: Path, log):
         sidecar = self.engine_path.with_suffix(".json")
         runtime = trt.Runtime(self._logger)
-        if self.engine_path.is_file() and sidecar.is_file() and json.loads(sidecar.read_text()) == asdict(self.key):
+        if self.engine_path.is_file() and read_sidecar(sidecar) == asdict(self.key):
             engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
             if engine is not None:
                 return engine
@@ -135,8 +170,8 @@ class TensorRtBackend(PoseBackend):
                                   self.key.batch_max)
         try:
             self.engine_path.parent.mkdir(parents=True, exist_ok=True)
-            self.engine_path.write_bytes(serialized)
-            sidecar.write_text(json.dumps(asdict(self.key), indent=2))
+            write_atomically(self.engine_path, serialized)  # two nodes building at once never leave half a file
+            write_atomically(sidecar, json.dumps(asdict(self.key), indent=2).encode())
         except OSError as error:  # a read-only install still runs, it just rebuilds next time
             log(f"cannot cache the engine at {self.engine_path} ({error}); set cache_dir to a writable folder")
         log(f"engine built in {time.monotonic() - started:.1f} s")

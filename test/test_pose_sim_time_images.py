@@ -1,0 +1,63 @@
+"""The pose node on a bag played with use_sim_time, behind a camera faster than its tracker: the last frames
+still go out when the input stops (its timers run on the wall clock, not on a /clock that stopped), and every
+frame is drawn on its own source image although dozens of newer images came in before it was complete."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from test_pose_stream import StreamHarness
+
+from exlow_pose_ros.nodes.image_conversion import numpy_to_image
+
+from conftest import RosTestNode
+from robustness_support import NodeProcess, header, person, person_array, pose_model, stamp_ns
+
+CAMERA_IMAGES_PER_TRACKED_FRAME = 36  # a 30 fps camera in front of a ~1 Hz tracker (the old store kept 30)
+CAMERA_PERIOD = 33_000_000  # ns
+
+
+@pytest.fixture(scope="module")
+def sim_time_node(tmp_path_factory):
+    namespace = f"/pose_sim_time_{os.getpid()}"
+    node = NodeProcess("pose_node", {
+        "model_path": str(pose_model(tmp_path_factory)), "backend": "onnxruntime", "threads": 1,
+        "output_mode": "centre", "flush_timeout": 0.5, "reliable_image": True, "diagnostics_period": 0.2,
+        "use_sim_time": True},  # and no /clock publisher: ROS time stands still, as after a bag's end
+        tmp_path_factory.mktemp("sim_time_cwd"), namespace, node_name=namespace.strip("/"))
+    ros = RosTestNode("pose_sim_time_test")
+    harness = StreamHarness(ros, node, namespace)
+    try:
+        assert ros.spin_until(lambda: harness.persons.get_subscription_count() > 0
+                              and harness.images.get_subscription_count() > 0
+                              and all(o.get_publisher_count() > 0 for o in harness.outputs), 60, node.check), \
+            node.since()
+        yield harness
+    finally:
+        ros.close()
+        code, output = node.stop()
+    assert code == 0 and "Traceback" not in output, output
+
+
+def test_last_frames_flushed_without_a_clock_and_every_frame_drawn_on_its_own_image(sim_time_node):
+    harness = sim_time_node
+    tracked = [1_000_000_000_000 + k * CAMERA_IMAGES_PER_TRACKED_FRAME * CAMERA_PERIOD for k in range(5)]
+    small = np.full((60, 80, 3), 40, np.uint8)  # small images: DDS carries 180 of them quickly
+    for stamp in tracked:
+        for index in range(CAMERA_IMAGES_PER_TRACKED_FRAME):  # the tracker sees the first; the camera runs on
+            harness.images.publish(numpy_to_image(small, "bgr8", header(stamp + index * CAMERA_PERIOD)))
+            harness.ros.spin_until(lambda: False, 0.005)  # paced like a camera, not one burst past the queue
+        harness.ros.spin_until(lambda: False, 0.2)  # the images arrive before the tracker's result, as live
+        harness.persons.publish(person_array(stamp, [person(7, (20.0, 10.0, 32.0, 42.0))]))
+    # In centre mode the last two frames are owed until flush_timeout passes without input.
+    arrays = harness.wait_for_arrays(len(tracked), timeout=20)
+    assert [stamp_ns(a.header) for a in arrays] == tracked
+    assert all([s.track_id for s in a.skeletons] == [7] for a in arrays)
+    assert harness.ros.spin_until(lambda: set(tracked) <= set(harness.jpegs), 10), \
+        f"frames without an annotated image: {sorted(set(tracked) - set(harness.jpegs))}"
+    # Done with: the store holds no skipped images (at most the last frame's newer ones, which may be tracked).
+    harness.wait_diagnostics({"frames waiting": "0"})
+    assert harness.faults("missing source image") == 0
+    assert int(harness.diagnostics["source images kept"]) <= CAMERA_IMAGES_PER_TRACKED_FRAME
