@@ -9,7 +9,7 @@ import pytest
 from exlow_pose_ros.core.backends import create_backend
 from exlow_pose_ros.core.crop import square_region
 from exlow_pose_ros.core.pose_estimator import FrameStream, PersonObservation, PoseEstimator, persons_within
-from exlow_pose_ros.core.stream_guard import StreamGuard
+from exlow_pose_ros.core.stream_guard import IDLE_PERIODS, StreamGuard, StreamIdle
 
 from robustness_support import pose_model
 
@@ -87,3 +87,27 @@ def test_latest_mode_releases_each_frame_as_it_comes(backend):
     for frame in range(4):
         done = stream.push(frame, [observation(7, frame)])
         assert [f.stamp for f in done] == [frame] and [s.track_id for s in done[0].skeletons] == [7]
+
+
+def test_a_slow_stream_is_not_taken_for_a_stopped_one():
+    """flush_timeout 1 s behind a tracker that sends a frame every 2 s: between its frames the stream must not
+    count as stopped (every track would restart at each frame); 3 periods after its last frame it has stopped.
+    A fast stream stops after the timeout itself, and one frame alone (no period known yet) too."""
+    slow = StreamIdle()
+    for k in range(6):
+        slow.frame(2.0 * k)
+        assert slow.stopped(2.0 * k + 1.9, timeout=1.0) == (k == 0)  # after one frame no period is known yet
+    assert not slow.stopped(10.0 + IDLE_PERIODS * 2.0 - 0.1, timeout=1.0)
+    assert slow.stopped(10.0 + IDLE_PERIODS * 2.0, timeout=1.0)
+
+    fast = StreamIdle()
+    for k in range(30):
+        fast.frame(k / 30)
+    assert not fast.stopped(29 / 30 + 0.99, timeout=1.0) and fast.stopped(29 / 30 + 1.0, timeout=1.0)
+    fast.frame(60.0)  # one long pause does not make the stream count as slow (the median period)
+    assert fast.idle_after(1.0) == 1.0
+
+    single = StreamIdle()
+    assert not single.stopped(100.0, timeout=1.0)  # nothing came: nothing to flush
+    single.frame(0.0)
+    assert single.stopped(1.0, timeout=1.0)

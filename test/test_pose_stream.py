@@ -138,9 +138,10 @@ def test_each_array_has_its_markers_image_marker_and_compressed_annotated_image(
         for marker, skeleton in zip(markers[1:], array.skeletons, strict=True):
             a, b = COCO17_LIMBS[0]
             for point, keypoint in zip(marker.points[:2], (skeleton.keypoints[a], skeleton.keypoints[b]), strict=True):
-                # On the keypoint's ray through the camera_info's pinhole.
-                assert FX * point.x / point.z + CX == pytest.approx(keypoint.x, abs=1e-3)
-                assert FY * point.y / point.z + CY == pytest.approx(keypoint.y, abs=1e-3)
+                # On the keypoint's ray through the camera_info's pinhole, whose K puts pixel centres at whole
+                # numbers where our continuous coordinates put them at +0.5.
+                assert FX * point.x / point.z + CX + 0.5 == pytest.approx(keypoint.x, abs=1e-3)
+                assert FY * point.y / point.z + CY + 0.5 == pytest.approx(keypoint.y, abs=1e-3)
 
 
 def test_visual_outputs_are_built_only_while_someone_subscribes(stream):

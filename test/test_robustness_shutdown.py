@@ -104,6 +104,32 @@ def test_the_pose_node_stops_cleanly_while_busy(ros, tmp_path_factory, tmp_path,
     assert_clean_exit(node, stop_signal)
 
 
+@SIGNALS
+def test_the_pose_node_publishes_the_frames_it_owes_when_stopped(ros, tmp_path_factory, tmp_path, request,
+                                                                 stop_signal):
+    """In centre mode a track's last two frames are owed until more input comes; with no idle flush
+    (flush_timeout 0) only the shutdown can publish them, and a SIGINT or SIGTERM must, before the node exits."""
+    ns = namespace(request)
+    node = NodeProcess("pose_node", {"model_path": str(pose_model(tmp_path_factory)), "backend": "onnxruntime",
+                                     "threads": 1, "output_mode": "centre", "flush_timeout": 0.0}, tmp_path, ns)
+    persons_out = ros.node.create_publisher(TrackedPersonArray, f"{ns}/tracked_persons", RELIABLE)
+    answered: list[Skeleton2DArray] = []
+    ros.node.create_subscription(Skeleton2DArray, f"{ns}/skeletons", answered.append, RELIABLE)
+    assert ros.spin_until(lambda: persons_out.get_subscription_count() > 0, 30, node.check)
+    stamps = [3_000_000_000 + k * 50_000_000 for k in range(6)]
+    for stamp in stamps:
+        persons_out.publish(person_array(stamp, [person(3)]))
+        ros.spin_until(lambda: False, 0.02, node.check)
+    assert ros.spin_until(lambda: len(answered) >= 4, 30, node.check), node.since()
+    ros.spin_until(lambda: False, 0.5, node.check)
+    assert len(answered) == 4, "the last two frames should still be owed"
+    node.process.send_signal(stop_signal)
+    ros.spin_until(lambda: len(answered) == len(stamps), 30)
+    assert [stamp_ns(a.header) for a in answered] == stamps, node.since()
+    assert all([s.track_id for s in a.skeletons] == [3] for a in answered)
+    assert_clean_exit(node, stop_signal)
+
+
 @pytest.mark.skipif(not DETECTOR.is_file(), reason="detector missing: run scripts/setup.sh")
 @SIGNALS
 def test_the_tracker_stops_cleanly_while_starting_and_while_busy(ros, tmp_path, request, stop_signal):

@@ -55,3 +55,28 @@ class StreamGuard:
             self.last = stamp
             return "restart"
         return "late"
+
+
+IDLE_PERIODS = 3  # a stream counts as stopped after this many of its own recent frame periods without a frame
+
+
+class StreamIdle:
+    """When a stream has stopped: no frame for `timeout` seconds and for IDLE_PERIODS of its recent frame periods
+    (the median of the last few). Why both: a tracker slower than the timeout (two detectors on a CPU take
+    0.5-0.6 s a frame; a Jetson under load more) is not a stopped stream, and flushing it between every pair of
+    frames would restart every track at each frame, losing the window's smoothing without a word."""
+
+    def __init__(self, history: int = 5) -> None:
+        self._times: list[float] = []
+        self.history = history
+
+    def frame(self, now: float) -> None:
+        self._times = (self._times + [now])[-(self.history + 1):]
+
+    def idle_after(self, timeout: float) -> float:
+        """Seconds without a frame after which the stream counts as stopped."""
+        gaps = sorted(b - a for a, b in zip(self._times, self._times[1:], strict=False))
+        return max(timeout, IDLE_PERIODS * gaps[len(gaps) // 2]) if gaps else timeout
+
+    def stopped(self, now: float, timeout: float) -> bool:
+        return bool(self._times) and now - self._times[-1] >= self.idle_after(timeout)

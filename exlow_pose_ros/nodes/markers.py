@@ -42,7 +42,8 @@ def image_plane_points(pixels: np.ndarray, width: int, height: int, depth: float
     pixels = np.asarray(pixels, dtype=np.float64)
     if camera is not None:
         fx, fy, cx, cy = camera
-        x, y = (pixels[:, 0] - cx) / fx * depth, (pixels[:, 1] - cy) / fy * depth
+        # K counts pixel centres at whole numbers (OpenCV); our pixel coordinates put them at +0.5 (crop.py).
+        x, y = (pixels[:, 0] - 0.5 - cx) / fx * depth, (pixels[:, 1] - 0.5 - cy) / fy * depth
     else:
         x, y = (pixels[:, 0] - width / 2) * metres_per_pixel, (pixels[:, 1] - height / 2) * metres_per_pixel
     return np.stack([x, y, np.full(len(pixels), depth)], axis=1)

@@ -31,7 +31,7 @@ from ..core.backends import create_backend
 from ..core.drawing import draw_skeletons
 from ..core.pose_estimator import FrameSkeletons, FrameStream, PoseEstimator
 from ..core.source_images import SourceImages
-from ..core.stream_guard import StreamGuard
+from ..core.stream_guard import StreamGuard, StreamIdle
 from .conversions import observations_from_message, skeleton_array, stamp_key
 from .diagnostics import FaultLog, RateWindow, report_stream_check, status
 from .image_conversion import ImageConversionError, image_to_numpy, numpy_to_image, to_bgr8
@@ -63,6 +63,7 @@ class PoseNode(Node):
             self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, qos_profile_sensor_data)
         self.annotated = self.annotated_compressed = None
         self.images: SourceImages[tuple[int, int], Image] = SourceImages()
+        self.last_tracked: tuple[int, int] | None = None  # the newest frame of tracked persons handled
         if p["publish_annotated_image"]:
             self.annotated = self.create_publisher(Image, "annotated_image", 10)
             self.annotated_compressed = self.create_publisher(CompressedImage, "annotated_image/compressed", 10)
@@ -76,6 +77,7 @@ class PoseNode(Node):
         self.frames_published = self.annotated_images = 0
         self.faults = FaultLog(self.get_logger())
         self.guard = StreamGuard(on_restart=[self.flush_stream])
+        self.idle = StreamIdle()
         # Wall-clock timers: with use_sim_time a bag's /clock stops at its end, and the owed frames must still go.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(p["diagnostics_period"], self.publish_diagnostics, clock=steady)
@@ -125,20 +127,24 @@ class PoseNode(Node):
         self.inference.add((time.monotonic() - inference_started) * 1000.0)
         published = time.monotonic()
         self.publish_frames(complete)
+        self.last_tracked = key
         self.images.release(key, self.stream.waiting_keys())
         self.publish_ms.add((time.monotonic() - published) * 1000.0)
         if self.ack is not None:
             self.ack.publish(message.header)
         self.inputs.add()
+        self.idle.frame(time.monotonic())
         self.latency.add((time.monotonic() - started) * 1000.0)
 
     def flush_stream(self) -> None:
         """Publish every owed frame; every track then starts again (a stream ended or restarted)."""
         self.publish_frames(self.stream.flush())
+        if self.last_tracked is not None:  # every frame is drawn now: none of their images is needed
+            self.images.release(self.last_tracked, waiting=())
 
     def flush_when_idle(self) -> None:
         timeout = self.params["flush_timeout"]
-        if timeout > 0 and len(self.stream) and self.inputs.idle_seconds() >= timeout:
+        if timeout > 0 and len(self.stream) and self.idle.stopped(time.monotonic(), timeout):
             self.flush_stream()
 
     def close(self) -> None:
@@ -200,7 +206,9 @@ class PoseNode(Node):
             "annotated images drawn": self.annotated_images,
             "visual subscribers": sum(map(subscription_count, (self.annotated, self.annotated_compressed,
                                                                self.markers, self.image_markers))),
-            "frames waiting": len(self.stream), "source images kept": len(self.images), **self.faults.values()},
+            "frames waiting": len(self.stream), "source images kept": len(self.images),
+            "idle flush after (s)": f"{self.idle.idle_after(self.params['flush_timeout']):.2f}",
+            **self.faults.values()},
             stale_after=5.0, idle=self.inputs.idle_seconds()))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from .parameters import help_text
 
 # Faults that mean "cannot start": they end the process with one line saying what to do.
 STARTUP_ERRORS = (BackendError, TrackerError, ValueError, FileNotFoundError, OSError)
+SIGNAL_CHECK_PERIOD_S = 0.1  # longest wait in the executor before a signal is seen
 
 
 def run_node(node_name: str, description: str, create: Callable[[], object], argv: list[str] | None = None) -> int:
@@ -24,21 +26,33 @@ def run_node(node_name: str, description: str, create: Callable[[], object], arg
     try:
         return _run(node_name, create, argv)
     except KeyboardInterrupt:
-        # rclpy's C signal handler shuts the context down at once, Python's own handler raises KeyboardInterrupt
-        # only at the next bytecode: during a long C call in start-up (loading the detector) it can come after
-        # start-up has already ended on the shut-down context, here, in the clean-up. Still a requested stop.
+        # The handler raises KeyboardInterrupt only at the next bytecode: during a long C call in start-up
+        # (loading the detector) it can come after start-up has ended, here, in the clean-up. A requested stop.
         return 0
+
+
+def stop_requested(signal_number: int, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _run(node_name: str, create: Callable[[], object], argv: list[str]) -> int:
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init(args=argv)
+    # Our own handlers, not rclpy's: rclpy's shut the context down at the signal, before close() could publish
+    # what the node still owes (the pose node's last frames). Python runs a handler between bytecodes, so the
+    # executor waits in short slices.
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, stop_requested)
     node = None
     try:
         node = create()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SIGNAL_CHECK_PERIOD_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # SIGINT / SIGTERM: a requested shutdown
     except Exception as error:
