@@ -120,6 +120,11 @@ def test_missing_or_corrupt_export_fails_at_start_with_what_to_do(cache, tmp_pat
     with pytest.raises(TrackerError, match=r"corrupt .*delete") as error:
         PersonTracker(DETECTOR, IMGSZ, backend="onnxruntime", export_dir=copy)
     assert "\n" not in str(error.value)
+    key_file = model.parent / "key.json"  # a record without its file names (hand-edited, or another version's)
+    record = json.loads(key_file.read_text())
+    key_file.write_text(json.dumps({"key": record["key"]}))
+    with pytest.raises(ExportError, match=r"is corrupt \('model'\): delete it and export again"):
+        find_exports(DETECTOR, "onnxruntime", IMGSZ, cache_dir=copy)
 
 
 @pytest.mark.skipif("openvino" not in CPU_BACKENDS, reason="openvino is not installed (its wheel is x86-only)")

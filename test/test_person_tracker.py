@@ -77,3 +77,16 @@ def test_a_tiny_people_detector_runs_only_on_enlarged_frames_and_adds_the_person
     people = double.track(small)
     assert any(np.allclose(p.box, extra[0, :4]) and np.allclose(p.keypoints, points[0]) for p in people)
     assert len(people) == len(found["small"]) + 1
+
+
+def test_a_source_whose_frame_size_keeps_changing_does_not_grow_the_tracker_without_bound():
+    """A moving region of interest gives every frame another size; the per-size detector plans must stay
+    bounded, and a size seen again gets the same input shape as the first time."""
+    from exlow_pose_ros.core.person_tracker import MAX_PLANS
+
+    tracker = PersonTracker(DETECTOR)
+    first = tracker.input_shape(640, 480)
+    for width in range(100, 100 + 3 * MAX_PLANS):
+        tracker.input_shape(width, 200)
+    assert len(tracker.detector._plans) <= MAX_PLANS
+    assert tracker.input_shape(640, 480) == first

@@ -156,18 +156,19 @@ def find_exports(weights: Path, backend: str, imgsz: int, precision: str = "fp32
             record = json.loads(key_file.read_text())
             key = ExportKey(**{**record["key"], "shape": None if record["key"]["shape"] is None
                                else tuple(record["key"]["shape"])})
+            model_name, checksums = record["model"], record["sha256"]
         except (ValueError, KeyError, TypeError) as error:
             raise ExportError(f"exported detector {folder} is corrupt ({first_line(error)}): delete it and export "
                               "again") from None
         if any(getattr(key, name) != value for name, value in wanted.items()):
             continue
-        path = folder / record["model"]
+        path = folder / model_name
         fix = (f"delete {folder} and run "
                f"{export_command(backend, weights, imgsz, precision, cache_dir, None)}"
                + ("" if key.shape is None else " with --frame-size for your frames"))
         if not path.exists():
             raise ExportError(f"exported detector {path} is missing: {fix}")
-        if _checksums(folder, path) != record["sha256"]:
+        if _checksums(folder, path) != checksums:
             raise ExportError(f"exported detector {path} is corrupt (checksum mismatch): {fix}")
         found.append(Export(key, path))
     return found

@@ -27,6 +27,7 @@ TRACKER_BACKENDS = ("auto", *BACKENDS)
 AUTO_ORDER_GPU = ("tensorrt",)  # tried first when the tracker's device is a GPU
 DEFAULT_TINY_MIN_UPSCALE = 2.0  # the tiny-people detector runs on frames enlarged this much or more
 AUTO_ORDER_CPU = ("openvino",)  # ONNX Runtime is left out: not faster than PyTorch for this detector
+MAX_PLANS = 64  # frame sizes whose detector input plan is remembered
 
 
 def resolve_auto_backend(weights: Path, image_size: int, precision: str, device: str,
@@ -161,6 +162,8 @@ class PoseDetector:
             else:  # no export for this frame size: the largest one, Ultralytics letterboxes the frame into it
                 largest = max(self.static_models, key=lambda s: s[0] * s[1])
                 plan = (self.static_models[largest], largest)
+            if len(self._plans) >= MAX_PLANS:  # a source whose frame size keeps changing (a moving ROI)
+                self._plans.pop(next(iter(self._plans)))
             self._plans[(width, height)] = plan
         return plan
 
