@@ -80,7 +80,9 @@ def test_given_arguments_come_after_the_params_file_with_their_types(tmp_path):
                  "output_mode": "latest", "use_sim_time": "true"}
     assert node_parameters("tracker_node", arguments) == [
         str(params), {"use_sim_time": True, "image_size": 640, "compressed_input": True}]
-    assert node_parameters("pose_node", arguments) == [str(params), {"use_sim_time": True, "output_mode": "latest"}]
+    # Both nodes read the camera's images: a compressed-only camera is compressed for both.
+    assert node_parameters("pose_node", arguments) == [str(params), {"use_sim_time": True, "output_mode": "latest",
+                                                                     "compressed_input": True}]
 
 
 @pytest.mark.parametrize("name,value,words", [

@@ -1,7 +1,8 @@
 """exlow_pose_pose: tracked persons in, 2D skeletons out (PTEN over per-track 5-frame crop windows).
 
 Subscribes  tracked_persons (exlow_pose_msgs/TrackedPersonArray)
-            image (sensor_msgs/Image, only with publish_annotated_image)
+            image (sensor_msgs/Image; or image/compressed, sensor_msgs/CompressedImage; only with
+            publish_annotated_image)
             camera_info (sensor_msgs/CameraInfo, only with publish_markers and use_camera_info)
 Publishes   skeletons (exlow_pose_msgs/Skeleton2DArray): exactly one per input frame, in input order, with
             that frame's header, empty when nobody is there. In centre mode a frame is published once no
@@ -34,7 +35,7 @@ from ..core.source_images import SourceImages
 from ..core.stream_guard import StreamGuard, StreamIdle
 from .conversions import observations_from_message, skeleton_array, stamp_key
 from .diagnostics import FaultLog, RateWindow, report_stream_check, status
-from .image_conversion import ImageConversionError, image_to_numpy, numpy_to_image, to_bgr8
+from .image_conversion import ImageConversionError, decode_compressed, image_to_numpy, numpy_to_image, to_bgr8
 from .markers import skeleton_image_marker, skeleton_markers
 from .parameters import declare
 from .runner import run_node
@@ -42,6 +43,7 @@ from .runner import run_node
 NODE = "pose_node"
 RELIABLE = QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE)
 IMAGE_QUEUE_DEPTH = 30  # the reliable image subscription's queue
+MAX_DRAWN_PIXELS = 7680 * 4320  # a compressed source image claiming more is not decoded (as the tracker's default)
 
 
 class PoseNode(Node):
@@ -62,14 +64,17 @@ class PoseNode(Node):
         if p["publish_markers"] and p["use_camera_info"]:
             self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, qos_profile_sensor_data)
         self.annotated = self.annotated_compressed = None
-        self.images: SourceImages[tuple[int, int], Image] = SourceImages()
+        self.images: SourceImages[tuple[int, int], Image | CompressedImage] = SourceImages()
         self.last_tracked: tuple[int, int] | None = None  # the newest frame of tracked persons handled
         if p["publish_annotated_image"]:
             self.annotated = self.create_publisher(Image, "annotated_image", 10)
             self.annotated_compressed = self.create_publisher(CompressedImage, "annotated_image/compressed", 10)
             image_qos = QoSProfile(depth=IMAGE_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE) \
                 if p["reliable_image"] else qos_profile_sensor_data
-            self.create_subscription(Image, "image", self.on_image, image_qos)
+            if p["compressed_input"]:
+                self.create_subscription(CompressedImage, "image/compressed", self.on_image, image_qos)
+            else:
+                self.create_subscription(Image, "image", self.on_image, image_qos)
         self.ack = self.create_publisher(Header, p["ack_topic"], RELIABLE) if p["ack_topic"] else None
         self.create_subscription(TrackedPersonArray, "tracked_persons", self.on_persons, RELIABLE)
         self.inputs, self.latency, self.inference, self.publish_ms = (RateWindow(), RateWindow(), RateWindow(),
@@ -97,7 +102,7 @@ class PoseNode(Node):
             self.stream = self.new_stream()
         self.get_logger().info("parameters changed: " + ", ".join(f"{n}={self.params[n]!r}" for n in names))
 
-    def on_image(self, message: Image) -> None:
+    def on_image(self, message: Image | CompressedImage) -> None:
         self.images.add(stamp_key(message.header), message)
 
     def on_camera_info(self, message: CameraInfo) -> None:
@@ -183,7 +188,9 @@ class PoseNode(Node):
                                f"more than {self.images.capacity} newer ones): no annotated image for it", "warning")
             return
         try:
-            pixels = to_bgr8(image_to_numpy(image), image.encoding, "the annotated image")
+            pixels = decode_compressed(image.data, image.format, MAX_DRAWN_PIXELS) \
+                if isinstance(image, CompressedImage) else to_bgr8(image_to_numpy(image), image.encoding,
+                                                                   "the annotated image")
         except ImageConversionError as error:
             self.faults.report(error.kind, f"annotated image for stamp {key} skipped: {error}")
             return
