@@ -3,40 +3,22 @@ on its own decoded source image, and a source image that does not decode is repo
 
 from __future__ import annotations
 
-import os
-
 import cv2
 import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage
-from test_pose_stream import RELIABLE, StreamHarness
+from test_pose_stream import pose_node_harness
 
-from conftest import RosTestNode
-from robustness_support import NodeProcess, header, person, person_array, pose_model
+from robustness_support import header, person, person_array
 
 PERIOD = 100_000_000  # ns
 
 
 @pytest.fixture(scope="module")
 def compressed_node(tmp_path_factory):
-    namespace = f"/pose_compressed_{os.getpid()}"
-    node = NodeProcess("pose_node", {
-        "model_path": str(pose_model(tmp_path_factory)), "backend": "onnxruntime", "threads": 1,
-        "output_mode": "latest", "compressed_input": True, "reliable_image": True, "diagnostics_period": 0.2},
-        tmp_path_factory.mktemp("compressed_cwd"), namespace, node_name=namespace.strip("/"))
-    ros = RosTestNode("pose_compressed_test")
-    harness = StreamHarness(ros, node, namespace)
-    harness.compressed = ros.node.create_publisher(CompressedImage, f"{namespace}/image/compressed", RELIABLE)
-    try:
-        assert ros.spin_until(lambda: harness.persons.get_subscription_count() > 0
-                              and harness.compressed.get_subscription_count() > 0
-                              and all(o.get_publisher_count() > 0 for o in harness.outputs), 60, node.check), \
-            node.since()
+    with pose_node_harness(tmp_path_factory, "pose_compressed", {"output_mode": "latest", "compressed_input": True},
+                           compressed=True) as harness:
         yield harness
-    finally:
-        ros.close()
-        code, output = node.stop()
-    assert code == 0 and "Traceback" not in output, output
 
 
 def test_frames_are_drawn_on_their_compressed_source_images(compressed_node):

@@ -4,16 +4,13 @@ frame is drawn on its own source image although dozens of newer images came in b
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-from test_pose_stream import StreamHarness
+from test_pose_stream import pose_node_harness
 
 from exlow_pose_ros.nodes.image_conversion import numpy_to_image
 
-from conftest import RosTestNode
-from robustness_support import NodeProcess, header, person, person_array, pose_model, stamp_ns
+from robustness_support import header, person, person_array, stamp_ns
 
 CAMERA_IMAGES_PER_TRACKED_FRAME = 36  # a 30 fps camera in front of a ~1 Hz tracker (the old store kept 30)
 CAMERA_PERIOD = 33_000_000  # ns
@@ -21,24 +18,10 @@ CAMERA_PERIOD = 33_000_000  # ns
 
 @pytest.fixture(scope="module")
 def sim_time_node(tmp_path_factory):
-    namespace = f"/pose_sim_time_{os.getpid()}"
-    node = NodeProcess("pose_node", {
-        "model_path": str(pose_model(tmp_path_factory)), "backend": "onnxruntime", "threads": 1,
-        "output_mode": "centre", "flush_timeout": 0.5, "reliable_image": True, "diagnostics_period": 0.2,
-        "use_sim_time": True},  # and no /clock publisher: ROS time stands still, as after a bag's end
-        tmp_path_factory.mktemp("sim_time_cwd"), namespace, node_name=namespace.strip("/"))
-    ros = RosTestNode("pose_sim_time_test")
-    harness = StreamHarness(ros, node, namespace)
-    try:
-        assert ros.spin_until(lambda: harness.persons.get_subscription_count() > 0
-                              and harness.images.get_subscription_count() > 0
-                              and all(o.get_publisher_count() > 0 for o in harness.outputs), 60, node.check), \
-            node.since()
+    # use_sim_time and no /clock publisher: ROS time stands still, as after a bag's end.
+    with pose_node_harness(tmp_path_factory, "pose_sim_time",
+                           {"output_mode": "centre", "flush_timeout": 0.5, "use_sim_time": True}) as harness:
         yield harness
-    finally:
-        ros.close()
-        code, output = node.stop()
-    assert code == 0 and "Traceback" not in output, output
 
 
 def test_last_frames_flushed_without_a_clock_and_every_frame_drawn_on_its_own_image(sim_time_node):

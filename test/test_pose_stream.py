@@ -6,6 +6,7 @@ each array (markers on the camera's rays, one ImageMarker, the compressed annota
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -68,19 +69,25 @@ class StreamHarness(WatchedNode):
         return self.arrays[:count]
 
 
-@pytest.fixture(scope="module")
-def stream(tmp_path_factory):
-    namespace = f"/pose_stream_{os.getpid()}"
+@contextmanager
+def pose_node_harness(tmp_path_factory, name: str, params: dict, compressed: bool = False):
+    """A pose node process in its own namespace (ONNX Runtime, reliable images, fast diagnostics, plus
+    `params`) with its StreamHarness, once every input and output topic has matched; the node must exit
+    cleanly afterwards. `compressed`: the harness also publishes on image/compressed (harness.compressed)."""
+    namespace = f"/{name}_{os.getpid()}"
     node = NodeProcess("pose_node", {
         "model_path": str(pose_model(tmp_path_factory)), "backend": "onnxruntime", "threads": 1,
-        "output_mode": "centre", "flush_timeout": FLUSH_TIMEOUT, "reliable_image": True, "diagnostics_period": 0.2},
-        tmp_path_factory.mktemp("stream_cwd"), namespace, node_name=namespace.strip("/"))
-    ros = RosTestNode("pose_stream_test")
+        "reliable_image": True, "diagnostics_period": 0.2, **params},
+        tmp_path_factory.mktemp(f"{name}_cwd"), namespace, node_name=namespace.strip("/"))
+    ros = RosTestNode(f"{name}_test")
     harness = StreamHarness(ros, node, namespace)
+    harness.compressed = ros.node.create_publisher(CompressedImage, f"{namespace}/image/compressed", RELIABLE) \
+        if compressed else None
+    images = harness.compressed or harness.images
     try:
         # Both directions matched (each topic is discovered on its own; under load some take seconds).
         assert ros.spin_until(lambda: harness.persons.get_subscription_count() > 0
-                              and harness.images.get_subscription_count() > 0
+                              and images.get_subscription_count() > 0
                               and all(o.get_publisher_count() > 0 for o in harness.outputs), 60, node.check), \
             node.since()
         yield harness
@@ -88,6 +95,13 @@ def stream(tmp_path_factory):
         ros.close()
         code, output = node.stop()
     assert code == 0 and "Traceback" not in output, output
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory):
+    with pose_node_harness(tmp_path_factory, "pose_stream",
+                           {"output_mode": "centre", "flush_timeout": FLUSH_TIMEOUT}) as harness:
+        yield harness
 
 
 def test_one_array_per_frame_in_order_and_no_person_frame_lost(stream):

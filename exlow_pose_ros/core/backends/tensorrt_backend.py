@@ -67,7 +67,6 @@ def onnx_contract(onnx_path: Path) -> dict:
     return parse_contract({p.key: p.value for p in model.metadata_props}, str(onnx_path))
 
 
-
 def user_cache_dir() -> Path:
     """Where engines go when the model's folder is read-only (an apt or /opt install)."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "exlow_pose"
@@ -96,6 +95,7 @@ def write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_bytes(data)
     os.replace(temporary, path)
+
 
 def build_engine(onnx_path: Path, precision: str, batch_min: int, batch_opt: int, batch_max: int,
                  workspace_bytes: int = 1 << 30) -> bytes:
