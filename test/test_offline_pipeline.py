@@ -158,11 +158,11 @@ def test_every_tracked_frame_gets_exactly_one_skeleton_from_an_edge_padded_windo
     presence = {
         1: range(0, 12),                        # live to the end
         2: [0, 1, 2, 3, 6, 7, 8, 9, 10, 11],    # a short gap: the run ends, a new one starts (no splicing)
-        3: [0, 1, 2],                           # gone for good: dropped (and finished) at frame 2 + 3 + 1
+        3: [0, 1, 2],                           # gone for good: finished and forgotten at frame 3
         4: [9],                                 # a single frame, live at the end
     }
     backend = RecordingBackend()
-    poses = PoseEstimator(backend, mode, max_missing=3)
+    poses = PoseEstimator(backend, mode)
     estimates, emitted_at = [], {}
     for frame in range(12):
         out = poses.process([_observation(t, frame) for t, frames in presence.items() if frame in frames])
@@ -170,6 +170,7 @@ def test_every_tracked_frame_gets_exactly_one_skeleton_from_an_edge_padded_windo
         estimates += out
         if mode == "centre" and frame == 5:
             assert sorted(poses.pending_stamps()) == [4, 5]  # track 1's last two; tracks 2 and 3 ended runs
+            assert poses.active_tracks == 1  # only the live run is held
     estimates += poses.flush()
     assert poses.pending_stamps() == []
 

@@ -66,6 +66,7 @@ def test_a_params_file_under_another_namespace_and_overrides_apply(make_node, tm
 
 @pytest.mark.parametrize("arguments,words", [
     (["-p", "modle_path:=x.onnx"], ("unknown parameter 'modle_path'", "did you mean 'model_path'", "--help")),
+    (["-p", "max_missing_frames:=15"], ("unknown parameter 'max_missing_frames'", "removed", "delete it")),
     (["-p", "output_mode:=middle"], ("output_mode", "middle", "centre")),
     (["-p", "jpeg_quality:=500"], ("jpeg_quality", "500")),
     (["-p", "marker_depth:=2"], ("marker_depth", "decimal point")),

@@ -47,15 +47,16 @@ def test_over_the_limit_the_lowest_scores_are_dropped_in_their_order():
     assert persons_within(persons, 4) is persons
 
 
-def test_a_frame_over_max_tracks_keeps_its_best_persons_and_finishes_old_runs_first(backend):
+def test_a_frame_over_max_tracks_keeps_its_best_persons_and_finishes_the_ended_runs(backend):
     estimator = PoseEstimator(backend, "centre", max_tracks=3, keypoint_source="detector")
     stream = FrameStream(estimator)
     out = stream.push(0, [observation(t, 0) for t in (1, 2, 3)])
     out += stream.push(1, [observation(t, 1, score=0.1 * t) for t in (4, 5, 6, 7)])  # 4 new, only 3 fit
     out += stream.flush()
     assert [f.stamp for f in out] == [0, 1]
-    assert [s.track_id for s in out[0].skeletons] == [1, 2, 3]  # evicted to make room, but described first
+    assert [s.track_id for s in out[0].skeletons] == [1, 2, 3]  # ended by their gap, described
     assert [s.track_id for s in out[1].skeletons] == [5, 6, 7] and estimator.dropped_persons == 1
+    assert estimator.active_tracks == 0
 
 
 def test_frame_stream_gives_every_frame_once_in_order_with_all_its_skeletons(backend):

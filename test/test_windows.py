@@ -43,27 +43,24 @@ def test_streaming_latest_mode_answers_at_once():
     assert buffers.update(1, "b", 1) == ["a", "a", "a", "a", "b"]
 
 
-def test_tracks_are_independent_and_stale_ones_are_evicted():
-    buffers = TrackWindows("latest", max_missing=3)
+def test_a_track_missing_from_a_frame_is_finished_and_forgotten():
+    buffers = TrackWindows("centre")
     buffers.update(1, "a0", 0)
-    for sequence in range(1, 6):
-        buffers.update(2, f"b{sequence}", sequence)
-    assert buffers.update(2, "b6", 6)[-2:] == ["b5", "b6"]
-    assert buffers.evict(6) == [1] and len(buffers) == 1
-    # A returning id after eviction starts a fresh, edge-padded history.
-    assert buffers.update(1, "a7", 7) == ["a7"] * 5
-
-
-def test_track_count_is_bounded_and_dropped_runs_are_finished_first():
-    buffers = TrackWindows("centre", max_tracks=10)
-    for track in range(50):
-        buffers.update(track, (track, 0), 0)
-    finished = buffers.limit()
-    assert len(buffers) == 10 and buffers.overflowed == 40
-    # The 40 least recently seen tracks are dropped, each with the skeleton its one frame is owed.
-    assert sorted(window[2][0] for window in finished) == list(range(40))
-    assert all(window == [window[0]] * 5 for window in finished)
-    assert sorted(item[0] for item in buffers.pending()) == list(range(40, 50))
+    buffers.update(2, "b0", 0)
+    assert buffers.close_gaps(0) == [] and len(buffers) == 2
+    buffers.update(2, "b1", 1)
+    # Track 1 missed frame 1: its one frame is described now, edge padded, and only track 2 is still held.
+    assert buffers.close_gaps(1) == [["a0"] * 5] and len(buffers) == 1
+    assert sorted(buffers.pending()) == ["b0", "b1"]
+    # A returning id starts a fresh, edge-padded run: nothing from before the gap enters its windows.
+    buffers.update(1, "a2", 2)
+    buffers.update(2, "b2", 2)
+    assert buffers.update(1, "a3", 3) is None
+    assert buffers.close_gaps(3) == [["b0", "b0", "b1", "b2", "b2"], ["b0", "b1", "b2", "b2", "b2"]]
+    assert buffers.update(1, "a4", 4) == ["a2", "a2", "a2", "a3", "a4"] and buffers.close_gaps(4) == []
+    assert len(buffers) == 1 and buffers.finish_all() == [["a2", "a2", "a3", "a4", "a4"],
+                                                          ["a2", "a3", "a4", "a4", "a4"]]
+    assert len(buffers) == 0
 
 
 def test_unknown_mode_is_refused():

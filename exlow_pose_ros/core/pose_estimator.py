@@ -57,8 +57,8 @@ class PoseEstimator:
     """Keeps per-track windows; `process` takes one frame's persons and returns the skeletons it completes, of
     this frame or, where a track's run ended (a gap), of earlier frames; `flush` those still owed."""
 
-    def __init__(self, backend: PoseBackend, mode: OutputMode = "centre", max_missing: int = 15,
-                 max_tracks: int = 512, keypoint_source: str = "model",
+    def __init__(self, backend: PoseBackend, mode: OutputMode = "centre", max_tracks: int = 512,
+                 keypoint_source: str = "model",
                  keypoint_calibration: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         if keypoint_source not in KEYPOINT_SOURCES:
             raise ValueError(f"keypoint_source must be one of {KEYPOINT_SOURCES}, not {keypoint_source!r}")
@@ -67,13 +67,14 @@ class PoseEstimator:
         self.keypoint_calibration = keypoint_calibration
         self.mode = mode
         self.output_index = OUTPUT_INDEX[mode]
-        self.windows: TrackWindows[PersonObservation] = TrackWindows(mode, max_missing, max_tracks)
+        self.max_tracks = max_tracks
+        self.windows: TrackWindows[PersonObservation] = TrackWindows(mode)
         self._sequence = 0
         self.dropped_persons = 0  # persons over max_tracks in their frame, lowest scores first
 
     def reset(self) -> None:
         """Forget every track (a new stream): its frames must not share windows with the old stream's."""
-        self.windows = TrackWindows(self.mode, self.windows.max_missing, self.windows.max_tracks)
+        self.windows = TrackWindows(self.mode)
 
     @property
     def active_tracks(self) -> int:
@@ -92,16 +93,14 @@ class PoseEstimator:
 
     def process(self, persons: list[PersonObservation]) -> list[SkeletonEstimate]:
         """Feed one frame (all its persons, possibly none); frames must come in capture order. Over max_tracks
-        persons in one frame, those with the lowest scores are dropped (counted in `dropped_persons`); tracks
-        of this frame are never evicted for it, the least recently seen others are (their runs finished)."""
+        persons in one frame, those with the lowest scores are dropped (counted in `dropped_persons`), so at most
+        max_tracks runs are live: a track missing from a frame has its run finished and is forgotten."""
         sequence = self._sequence
         self._sequence += 1
-        kept = persons_within(persons, self.windows.max_tracks)
+        kept = persons_within(persons, self.max_tracks)
         self.dropped_persons += len(persons) - len(kept)
         ready = [w for p in kept if (w := self.windows.update(p.track_id, p, sequence)) is not None]
         ready += self.windows.close_gaps(sequence)
-        ready += self.windows.limit()
-        self.windows.evict(sequence)
         return estimate_windows(self.backend, ready, self.output_index, self.keypoint_source,
                                 self.keypoint_calibration)
 

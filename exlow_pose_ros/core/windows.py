@@ -12,7 +12,7 @@ then, and the track starts a new run, so a window never splices frames across a 
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
@@ -51,29 +51,26 @@ class TrackHistory(Generic[T]):
 
 
 class TrackWindows(Generic[T]):
-    """Per-track frame histories for streaming input, with eviction of tracks no longer seen.
+    """Per-track frame histories for streaming input: only the live runs, those in the latest frame.
 
     Call `update(track_id, item, sequence)` once per input frame per tracked person, in frame order;
     it returns the window (5 items, oldest first) whose output describes a frame, or None while the
-    mode still needs frames. `limit()` keeps at most `max_tracks` histories and `evict(sequence)` drops
-    tracks unseen for more than `max_missing` frames.
+    mode still needs frames. Then `close_gaps(sequence)` ends the runs of the tracks missing from that frame
+    and forgets them, so the histories held are at most the persons of one frame.
     """
 
-    def __init__(self, mode: OutputMode = "centre", max_missing: int = 15, max_tracks: int = 512) -> None:
+    def __init__(self, mode: OutputMode = "centre") -> None:
         if mode not in OUTPUT_INDEX:
             raise ValueError(f"output mode must be one of {list(OUTPUT_INDEX)}, not {mode!r}")
         self.mode = mode
-        self.max_missing = max_missing
-        self.max_tracks = max_tracks
-        self.overflowed = 0  # histories dropped because max_tracks was reached (not for being unseen)
-        self._tracks: OrderedDict[int, TrackHistory[T]] = OrderedDict()
+        self._tracks: dict[int, TrackHistory[T]] = {}
 
     def __len__(self) -> int:
+        """Live runs."""
         return len(self._tracks)
 
     def update(self, track_id: int, item: T, sequence: int) -> list[T] | None:
-        history = self._tracks.pop(track_id, None) or TrackHistory()
-        self._tracks[track_id] = history  # most recently updated last
+        history = self._tracks.setdefault(track_id, TrackHistory())
         history.frames.append(item)
         history.seen += 1
         history.last_update = sequence
@@ -85,48 +82,23 @@ class TrackWindows(Generic[T]):
         indices = window_indices(target, 0, newest, self.mode) - oldest_kept
         return [history.frames[i] for i in indices]
 
-    def finish_run(self, track_id: int) -> list[list[T]]:
-        """The windows (edge padded at the run's end) of the frames of this track's current run that the mode has
-        not described yet; the track then starts a new run (a later frame never shares a window with these)."""
-        history = self._tracks.get(track_id)
-        if history is None or history.seen == 0:
-            return []
+    def _finish_run(self, track_id: int) -> list[list[T]]:
+        """The windows (edge padded at the run's end) of the frames of this track's run that the mode has not
+        described yet; the track is forgotten (its id, if it comes back, starts a new run)."""
+        history = self._tracks.pop(track_id)
         newest, oldest_kept = history.seen - 1, history.seen - len(history.frames)
-        windows = [[history.frames[i - oldest_kept] for i in window_indices(target, 0, newest, self.mode)]
-                   for target in range(max(0, history.seen - OUTPUT_DELAY[self.mode]), history.seen)]
-        history.frames.clear()
-        history.seen = 0
-        return windows
+        return [[history.frames[i - oldest_kept] for i in window_indices(target, 0, newest, self.mode)]
+                for target in range(max(0, history.seen - OUTPUT_DELAY[self.mode]), history.seen)]
 
     def close_gaps(self, sequence: int) -> list[list[T]]:
-        """After frame `sequence`'s updates: the runs of tracks seen in the frame before but not in this one have
-        ended; their owed frames are described now (as training windows never cross a gap)."""
-        return [w for t, h in list(self._tracks.items()) if h.last_update == sequence - 1 and h.seen
-                for w in self.finish_run(t)]
+        """After frame `sequence`'s updates: the runs of tracks missing from it have ended; their owed frames are
+        described now (as training windows never cross a gap)."""
+        return [w for t, h in list(self._tracks.items()) if h.last_update < sequence for w in self._finish_run(t)]
 
     def finish_all(self) -> list[list[T]]:
-        """finish_run for every track (the end of a stream)."""
-        return [w for track_id in list(self._tracks) for w in self.finish_run(track_id)]
+        """Every run ended (the end of a stream): the windows of all owed frames."""
+        return [w for track_id in list(self._tracks) for w in self._finish_run(track_id)]
 
     def pending(self) -> list[T]:
         """The frames of live runs that still wait for a window (the mode's output delay)."""
         return [h.frames[-1 - i] for h in self._tracks.values() for i in range(min(OUTPUT_DELAY[self.mode], h.seen))]
-
-    def limit(self) -> list[list[T]]:
-        """Bound memory whatever the tracker sends: over max_tracks histories, the least recently seen are dropped,
-        their runs finished first (returned), so no frame they brought loses its skeleton. A caller that feeds at
-        most max_tracks persons per frame never loses a track of the current frame."""
-        windows = []
-        while len(self._tracks) > self.max_tracks:
-            oldest = next(iter(self._tracks))
-            windows += self.finish_run(oldest)
-            del self._tracks[oldest]
-            self.overflowed += 1
-        return windows
-
-    def evict(self, sequence: int) -> list[int]:
-        """Drop tracks whose last frame is more than max_missing frames before `sequence`."""
-        stale = [t for t, h in self._tracks.items() if sequence - h.last_update > self.max_missing]
-        for track_id in stale:
-            del self._tracks[track_id]
-        return stale

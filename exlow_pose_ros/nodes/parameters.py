@@ -37,6 +37,11 @@ NODE_NAMES = {"tracker_node": "exlow_pose_tracker", "pose_node": "exlow_pose_pos
 # Parameters every rclpy node may be given besides its own.
 ROS_PARAMETERS = ("use_sim_time", "start_type_description_service")
 ROS_PARAMETER_PREFIXES = ("qos_overrides.",)
+# Parameters of earlier releases, with what replaces them, so an old params file is told what to change.
+REMOVED_PARAMETERS = {
+    "max_missing_frames": "removed: a track's run ends at the first frame it misses (as training windows do), so "
+                          "it never had an effect; delete it",
+}
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,8 @@ def unknown_parameter_error(node_name: str, unknown: list[str], specs: dict[str,
     hints = []
     for name in unknown:
         close = difflib.get_close_matches(name, list(specs), n=1)
-        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        hint = REMOVED_PARAMETERS.get(name) or (f"did you mean {close[0]!r}?" if close else "")
+        hints.append(f"{name!r}" + (f" ({hint})" if hint else ""))
     return (f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(hints)} for {NODE_NAMES[node_name]}; "
             f"`{NODE_NAMES[node_name]} --help` lists them")
 

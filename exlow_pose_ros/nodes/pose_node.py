@@ -91,13 +91,13 @@ class PoseNode(Node):
 
     def new_stream(self) -> FrameStream[tuple[int, int]]:
         p = self.params
-        estimator = PoseEstimator(self.backend, p["output_mode"], p["max_missing_frames"], p["max_tracks"],
+        estimator = PoseEstimator(self.backend, p["output_mode"], p["max_tracks"],
                                   p["keypoint_source"], self.calibration)
         return FrameStream(estimator, key=stamp_key)
 
     def on_parameters(self, names: list[str]) -> None:
         """A run-time change: the estimator's settings apply to new runs, so the owed frames go out first."""
-        if {"keypoint_source", "output_mode", "max_missing_frames", "max_tracks"} & set(names):
+        if {"keypoint_source", "output_mode", "max_tracks"} & set(names):
             self.flush_stream()
             self.stream = self.new_stream()
         self.get_logger().info("parameters changed: " + ", ".join(f"{n}={self.params[n]!r}" for n in names))
@@ -121,14 +121,12 @@ class PoseNode(Node):
             self.faults.report(error.kind, f"person dropped: {error}")
         inference_started = time.monotonic()
         estimator = self.stream.estimator
-        dropped, overflowed = estimator.dropped_persons, estimator.windows.overflowed
+        dropped = estimator.dropped_persons
         complete = self.stream.push(message.header, observations, size)
-        if estimator.dropped_persons > dropped or estimator.windows.overflowed > overflowed:
+        if estimator.dropped_persons > dropped:
             self.faults.report("too many tracks", f"{len(observations)} persons in the frame stamped {key}, "
-                               f"max_tracks={estimator.windows.max_tracks}: the "
-                               f"{estimator.dropped_persons - dropped} lowest-scored got no skeleton, "
-                               f"{estimator.windows.overflowed - overflowed} least recently seen tracks were "
-                               "ended", "warning")
+                               f"max_tracks={estimator.max_tracks}: the "
+                               f"{estimator.dropped_persons - dropped} lowest-scored got no skeleton", "warning")
         self.inference.add((time.monotonic() - inference_started) * 1000.0)
         published = time.monotonic()
         self.publish_frames(complete)

@@ -168,8 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "confident keypoints per person, as the tracker node's tiny_detector_model ('': off)")
     parser.add_argument("--tiny-min-upscale", type=float, default=DEFAULT_TINY_MIN_UPSCALE,
                         help="see --tiny-detector (default: %(default)s, the tracker's)")
-    parser.add_argument("--max-missing", type=int, default=15, help="drop a track unseen for this many frames "
-                        "(default: %(default)s)")
     parser.add_argument("--start-frame", type=int, default=0, help="first frame to process (default: 0)")
     parser.add_argument("--max-frames", type=int, default=None, help="process at most this many frames "
                         "(default: all)")
@@ -210,7 +208,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 tiny_min_upscale=args.tiny_min_upscale)
     except (BackendError, TrackerError) as error:
         raise OfflineError(str(error)) from None
-    poses = PoseEstimator(backend, args.mode, args.max_missing, keypoint_source=args.keypoints,
+    poses = PoseEstimator(backend, args.mode, keypoint_source=args.keypoints,
                           keypoint_calibration=keypoint_calibration(args.keypoint_calibration))
     stream: FrameStream[tuple[np.ndarray, list[TrackedBox]]] = FrameStream(poses)  # stamps: frame indices
     capture, fps, width, height, count = _open_video(args.video, args.start_frame)
