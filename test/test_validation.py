@@ -10,8 +10,9 @@ import pytest
 from exlow_pose_msgs.msg import Keypoint2D
 
 from exlow_pose_ros.core.crop import square_region
+from exlow_pose_ros.core.stream_guard import StreamGuard
 from exlow_pose_ros.nodes.conversions import InputError, observation_from_message, observations_from_message
-from exlow_pose_ros.nodes.diagnostics import FaultLog
+from exlow_pose_ros.nodes.diagnostics import FaultLog, report_stream_check
 from exlow_pose_ros.nodes.image_conversion import numpy_to_image
 
 from robustness_support import header, person, person_array
@@ -87,3 +88,14 @@ def test_the_fault_log_rate_limits_per_kind_and_counts_everything():
     log.period = 0.0
     log.report("crop", "crop fault 5")
     assert logger.lines[-1] == ("error", "crop fault 5 (4 more of this kind since the last report)")
+
+
+def test_an_unstamped_stream_is_told_why_its_frames_are_dropped():
+    logger, guard = Logger(), StreamGuard()
+    log = FaultLog(logger, period=0.0)
+    dropped = [report_stream_check(log, guard.check(stamp, (64, 48)), stamp, (64, 48), "image", "")
+               for stamp in ((0, 0), (0, 0), (5, 0), (5, 0))]
+    assert dropped == [False, True, False, True]
+    (_, unstamped), (_, repeated) = logger.lines
+    assert "not after the previous (0, 0)" in unstamped and "header.stamp unset" in unstamped, unstamped
+    assert "header.stamp" not in repeated  # a stamped stream repeating one frame is not told it is unstamped

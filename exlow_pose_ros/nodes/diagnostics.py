@@ -71,12 +71,18 @@ class FaultLog:
         return {f"bad input: {kind}": count for kind, count in sorted(self.counts.items())}
 
 
+# A publisher that leaves header.stamp unset sends every frame at 0: all but the first would go silently.
+UNSTAMPED_HINT = (" (every frame stamped 0: the publisher leaves header.stamp unset; the nodes need each frame's "
+                  "capture time, so set the camera driver's or publisher's stamp)")
+
+
 def report_stream_check(faults: FaultLog, check: FrameCheck, stamp: tuple[int, int], size: tuple[int, int],
                         subject: str, restart_effect: str) -> bool:
     """Report what a StreamGuard check found, as every node words it; True when the frame is to be dropped."""
     if check.verdict == "late":
         # Histories follow capture order: a repeated or older frame would corrupt them (and the tracker's motion).
-        faults.report("stamp order", f"{subject} stamped {stamp} is not after the previous {check.previous}; dropped")
+        faults.report("stamp order", f"{subject} stamped {stamp} is not after the previous {check.previous}; dropped"
+                      + (UNSTAMPED_HINT if stamp == check.previous == (0, 0) else ""))
         return True
     if check.verdict == "restart":
         faults.report("stream restart", f"stamps jumped back from {check.previous} to {stamp}: a new stream (a "
