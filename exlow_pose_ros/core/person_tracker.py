@@ -21,6 +21,8 @@ from .detector_export import (
 )
 from .error_text import first_line
 from .flip_test import average_flipped, unflip_detections
+from .keypoints import NUM_KEYPOINTS
+from .tiles import detect_tiled
 
 TRACKERS = ("bytetrack.yaml", "botsort.yaml")
 TRACKER_BACKENDS = ("auto", *BACKENDS)
@@ -230,13 +232,18 @@ class PersonTracker:
 
     `flip_test` runs each detector on the frame's mirror image too and averages every person's two estimates
     (flip_test): twice the detector time, the same persons.
+
+    `tile_size` > 0 also runs the detector on overlapping tiles of that many pixels of a larger frame, each
+    enlarged as a small frame would be (tiles): people too small for the full-frame pass are found there, at
+    one detector pass per tile.
     """
 
     def __init__(self, model_path: str | Path, image_size: int = 1280, confidence: float = 0.25, iou: float = 0.7,
                  tracker: str = "bytetrack.yaml", device: str = "cpu", max_persons: int = 100,
                  report_new_tracks: bool = True, backend: str = "torch", export_dir: str | Path | None = None,
                  max_upscale: float = 0.0, precision: str = "fp32", tiny_model_path: str | Path | None = None,
-                 tiny_min_upscale: float = DEFAULT_TINY_MIN_UPSCALE, flip_test: bool = False) -> None:
+                 tiny_min_upscale: float = DEFAULT_TINY_MIN_UPSCALE, flip_test: bool = False,
+                 tile_size: int = 0) -> None:
         """The detector's settings: see PoseDetector (the tiny-people detector gets the same)."""
         if tracker not in TRACKERS and not Path(tracker).is_file():
             raise TrackerError(f"tracker must be one of {TRACKERS} or a tracker YAML file, not {tracker!r}")
@@ -244,7 +251,7 @@ class PersonTracker:
                     "max_upscale": max_upscale, "precision": precision}
         self.detector = PoseDetector(model_path, **settings)
         self.tiny_detector = None if tiny_model_path in (None, "") else PoseDetector(tiny_model_path, **settings)
-        self.tiny_min_upscale, self.flip_test = tiny_min_upscale, flip_test
+        self.tiny_min_upscale, self.flip_test, self.tile_size = tiny_min_upscale, flip_test, tile_size
         self.confidence, self.iou = confidence, iou
         self.tracker_config, self.device, self.max_persons = tracker, device, max_persons
         self.report_new_tracks = report_new_tracks
@@ -272,8 +279,15 @@ class PersonTracker:
             detectors.append(self.tiny_detector)
         found = [self._detect_one(detector, bgr) for detector in detectors]
         if len(found) == 1 or found[0][1] is None or found[1][1] is None:
-            return found[0]
-        return merge_detections(*found[0], *found[1], MERGE_IOU)
+            boxes, keypoints = found[0]
+        else:
+            boxes, keypoints = merge_detections(*found[0], *found[1], MERGE_IOU)
+        if self.tile_size <= 0 or (keypoints is None and len(boxes)):  # tiles merge by keypoint confidence
+            return boxes, keypoints
+        if keypoints is None:
+            keypoints = np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
+        return detect_tiled(lambda tile: self._detect_one(self.detector, tile), bgr, self.tile_size, boxes,
+                            keypoints)
 
     def _detect_one(self, detector: PoseDetector, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """One detector's boxes and keypoints, averaged with its mirror-image pass when flip_test is on."""

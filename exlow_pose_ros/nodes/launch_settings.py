@@ -26,12 +26,14 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "detector_model": ("", "tracker: detector weights; empty: yolo11n-pose.pt from $EXLOW_POSE_ASSETS/models"),
     "image_size": ("", "tracker: detector input size (small people need large sizes; default 1280)"),
     "device": ("", "tracker: detector torch device (cpu, cuda:0, ...)"),
+    "tile_size": ("", "tracker: tiled detection for tiny people in full-size frames, tile side in pixels "
+                  "(0: off; 320 on a GPU)"),
     "compressed_input": ("", "tracker and pose: subscribe to <image>/compressed (true/false)"),
     "model_path": ("", "pose: model (.onnx); empty: the shipped reference model"),
     "backend": ("", "pose: auto, onnxruntime, tensorrt or torch"),
     "output_mode": ("", "pose: centre (paper, 2 frames of delay) or latest (no delay)"),
 }
-NODE_SHORTCUTS = {"tracker_node": ("detector_model", "image_size", "device", "compressed_input"),
+NODE_SHORTCUTS = {"tracker_node": ("detector_model", "image_size", "device", "tile_size", "compressed_input"),
                   "pose_node": ("model_path", "backend", "output_mode", "compressed_input")}
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 

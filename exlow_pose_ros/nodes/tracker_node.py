@@ -41,7 +41,8 @@ class TrackerNode(Node):
                                      p["iou"], p["tracker"], p["device"], p["max_persons"],
                                      p["report_new_tracks"], p["detector_backend"],
                                      p["detector_export_dir"] or None, p["max_upscale"], p["detector_precision"],
-                                     tiny_detector(p["tiny_detector_model"]), p["tiny_min_upscale"])
+                                     tiny_detector(p["tiny_detector_model"]), p["tiny_min_upscale"],
+                                     tile_size=p["tile_size"])
         self.publisher = self.create_publisher(TrackedPersonArray, "tracked_persons", OUTPUT_QOS)
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         input_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if p["reliable_input"] \

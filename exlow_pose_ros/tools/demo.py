@@ -216,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the pose node's keypoint_source (default: %(default)s)")
     parser.add_argument("--imgsz", type=int, default=None, help="detector input size (default: the tracker's "
                         "params file)")
+    parser.add_argument("--tile-size", type=int, default=None, help="tiled detection for tiny people, the "
+                        "tracker's tile_size (default: the tracker's, off)")
     parser.add_argument("--detector-backend", choices=DETECTOR_BACKENDS, default=None,
                         help="the tracker's detector_backend (default: the tracker's params file)")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: whole video)")
@@ -264,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                          + ros_args(NAMESPACE, {"image": IMAGE_TOPIC},
                                     {"detector_model": str(args.detector.resolve()), "reliable_input": True,
                                      **({} if args.imgsz is None else {"image_size": args.imgsz}),
+                                     **({} if args.tile_size is None else {"tile_size": args.tile_size}),
                                      **({} if args.detector_backend is None
                                         else {"detector_backend": args.detector_backend})})),
     }

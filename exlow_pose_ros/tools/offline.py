@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "confident keypoints per person, as the tracker node's tiny_detector_model ('': off)")
     parser.add_argument("--tiny-min-upscale", type=float, default=DEFAULT_TINY_MIN_UPSCALE,
                         help="see --tiny-detector (default: %(default)s, the tracker's)")
+    parser.add_argument("--tile-size", type=int, default=0, help="tiled detection for tiny people in full-size "
+                        "frames, as the tracker node's tile_size (default: %(default)s, off)")
     parser.add_argument("--start-frame", type=int, default=0, help="first frame to process (default: 0)")
     parser.add_argument("--max-frames", type=int, default=None, help="process at most this many frames "
                         "(default: all)")
@@ -205,7 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 backend=args.detector_backend, export_dir=args.detector_export_dir,
                                 max_upscale=args.max_upscale, precision=args.detector_precision,
                                 tiny_model_path=tiny_detector(args.tiny_detector),
-                                tiny_min_upscale=args.tiny_min_upscale)
+                                tiny_min_upscale=args.tiny_min_upscale, tile_size=args.tile_size)
     except (BackendError, TrackerError) as error:
         raise OfflineError(str(error)) from None
     poses = PoseEstimator(backend, args.mode, keypoint_source=args.keypoints,

@@ -44,10 +44,10 @@ BATCHES = (1, 8, 32, 128)
 
 def pipeline_rows(video: Path, model: Path, detector: Path, frames: int, start: int, imgsz: int,
                   detector_backend: str = "torch", export_dir: Path | None = None,
-                  max_upscale: float = 0.0, keypoint_source: str = "detector") -> list[dict]:
+                  max_upscale: float = 0.0, keypoint_source: str = "detector", tile_size: int = 0) -> list[dict]:
     """Per frame: detector, crop, pose and publish (message building + CDR serialisation) times in ms."""
     tracker = PersonTracker(detector, image_size=imgsz, backend=detector_backend, export_dir=export_dir,
-                            max_upscale=max_upscale)
+                            max_upscale=max_upscale, tile_size=tile_size)
     estimator = PoseEstimator(create_backend("onnxruntime", model, threads=2), "centre",
                               keypoint_source=keypoint_source)
     capture = cv2.VideoCapture(str(video))
@@ -100,14 +100,15 @@ def summarise_stages(rows: list[dict]) -> list[dict]:
     return summary
 
 
-def summarise_setting(requested: str, imgsz: int, rows: list[dict]) -> dict:
+def summarise_setting(requested: str, imgsz: int, rows: list[dict], tile_size: int = 0) -> dict:
     """One detector setting (the backend asked for, e.g. auto, and the one that ran): detector time and the
     pipeline's frames per second (the first frame, which pays for lazy initialisation, left out)."""
     timed = rows[1:] or rows
     totals = [sum(r[f"{stage}_ms"] for stage in STAGES) for r in timed]
     detector = [r["detector_ms"] for r in timed]
-    return {"setting": f"{requested} {imgsz}", "backend": rows[0]["detector_backend"] if rows else requested,
-            "imgsz": imgsz, "frames": len(timed),
+    return {"setting": f"{requested} {imgsz}" + (f" tiles {tile_size}" if tile_size else ""),
+            "backend": rows[0]["detector_backend"] if rows else requested,
+            "imgsz": imgsz, "tile_size": tile_size, "frames": len(timed),
             "input": rows[0]["detector_input"] if rows else None,
             "detector_ms_median": float(np.median(detector)), "detector_ms_p90": float(np.percentile(detector, 90)),
             "pipeline_ms_mean": float(np.mean(totals)), "frames_per_second": 1000.0 * len(totals) / sum(totals),
@@ -163,12 +164,13 @@ def print_tables(result: dict) -> None:
     console = Console(width=150)  # wide enough for the tables when the output is not a terminal
     machine = f"{result['machine']['cpu']}, {result['machine']['cores']} cores, load {result['load_average']}"
     table = Table(title=f"Detector and pipeline per frame ({result['source']}; {machine})")
-    for column in ("backend", "imgsz", "input HxW", "frames", "detector ms (median)", "detector ms (p90)",
+    for column in ("backend", "imgsz", "tiles", "input HxW", "frames", "detector ms (median)", "detector ms (p90)",
                    "pipeline frames/s", "pose / detector", "persons"):
         table.add_column(column, justify="left" if column == "backend" else "right")
     for row in result["settings"]:
         shape = "x".join(map(str, row["input"])) if row["input"] else "-"
-        table.add_row(row["backend"], str(row["imgsz"]), shape, str(row["frames"]), f"{row['detector_ms_median']:.1f}",
+        table.add_row(row["backend"], str(row["imgsz"]), str(row.get("tile_size") or "off"), shape,
+                      str(row["frames"]), f"{row['detector_ms_median']:.1f}",
                       f"{row['detector_ms_p90']:.1f}", f"{row['frames_per_second']:.2f}",
                       f"{100 * row['pose_share_of_detector']:.1f}%", f"{row['mean_persons']:.1f}")
     console.print(table)
@@ -233,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="detector export cache (default: exported/ next to the detector weights)")
     parser.add_argument("--max-upscale", type=float, default=DEFAULT_MAX_UPSCALE,
                         help="detector max_upscale (default: %(default)s, the tracker's)")
+    parser.add_argument("--tile-size", type=int, nargs="+", default=[0], help="the tracker's tile_size, each timed "
+                        "at every detector setting (default: 0, off)")
     parser.add_argument("--keypoints", choices=KEYPOINT_SOURCES, default="detector",
                         help="the pose node's keypoint_source in the pipeline (default: %(default)s, the node's "
                         "default: the model runs only for persons without detector keypoints)")
@@ -241,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("YOLO_OFFLINE", "1")
     load_before = os.getloadavg()
-    runs: dict[tuple[str, int], list[dict]] = {}
+    runs: dict[tuple[str, int, int], list[dict]] = {}
     try:
         for backend in args.detector_backend:
             for imgsz in args.imgsz:
@@ -249,9 +253,11 @@ def main(argv: list[str] | None = None) -> int:
                                                            cache_dir=args.detector_export_dir):
                     print(f"exporting the detector for {backend} at imgsz {imgsz} (dynamic shape; once, cached)")
                     export_detector(args.detector, backend, imgsz, cache_dir=args.detector_export_dir)
-                runs[(backend, imgsz)] = pipeline_rows(args.video, args.model[0], args.detector, args.frames,
-                                                       args.start_frame, imgsz, backend, args.detector_export_dir,
-                                                       args.max_upscale, args.keypoints)
+                for tile in args.tile_size:
+                    runs[(backend, imgsz, tile)] = pipeline_rows(args.video, args.model[0], args.detector,
+                                                                 args.frames, args.start_frame, imgsz, backend,
+                                                                 args.detector_export_dir, args.max_upscale,
+                                                                 args.keypoints, tile)
     except (TrackerError, ExportError) as error:
         print(f"error: {error}")
         return 1
@@ -264,9 +270,11 @@ def main(argv: list[str] | None = None) -> int:
               "load_average": f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after",
               "model_path": str(args.model[0]), "keypoint_source": args.keypoints,
               "source": f"{args.video.name} frames {args.start_frame}-{args.start_frame + len(first) - 1}",
-              "settings": [summarise_setting(backend, imgsz, rows) for (backend, imgsz), rows in runs.items()],
+              "settings": [summarise_setting(backend, imgsz, rows, tile) for (backend, imgsz, tile), rows in
+                           runs.items()],
               "stages": summarise_stages(first), "pose": pose,
-              "frames": {f"{backend} {imgsz}": rows for (backend, imgsz), rows in runs.items()}}
+              "frames": {summarise_setting(backend, imgsz, rows, tile)["setting"]: rows
+                         for (backend, imgsz, tile), rows in runs.items()}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmark.json").write_text(json.dumps(result, indent=2))
     plot(first, args.out / "pipeline_stages.png")
