@@ -21,6 +21,7 @@ import cv2
 from diagnostic_msgs.msg import DiagnosticArray
 from exlow_pose_msgs.msg import Skeleton2DArray, TrackedPersonArray
 from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -43,6 +44,7 @@ from .runner import run_node
 NODE = "pose_node"
 RELIABLE = QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE)
 IMAGE_QUEUE_DEPTH = 30  # the reliable image subscription's queue
+SHUTDOWN_ACK_TIMEOUT_S = 2.0  # longest wait at shutdown for subscribers to acknowledge the last frames
 MAX_DRAWN_PIXELS = 7680 * 4320  # a compressed source image claiming more is not decoded (as the tracker's default)
 
 
@@ -154,6 +156,11 @@ class PoseNode(Node):
         """At shutdown: the owed frames, while the context still lets them out."""
         try:
             self.flush_stream()
+            # Reliable outputs are only delivered once acknowledged: leaving before that loses the last frames
+            # whenever the machine is busy.
+            for publisher in (self.skeletons, self.ack):
+                if publisher is not None:
+                    publisher.wait_for_all_acked(Duration(seconds=SHUTDOWN_ACK_TIMEOUT_S))
         except Exception as error:  # the context may be gone already (SIGINT): nothing left to save
             self.get_logger().debug(f"owed frames not published at shutdown: {error}")
 
