@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     pose = pose_rows(args.model, args.checkpoint, args.seconds)
     first = next(iter(runs.values()))
+    settings = [summarise_setting(backend, imgsz, rows, tile) for (backend, imgsz, tile), rows in runs.items()]
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "python": platform.python_version()},
@@ -270,11 +271,9 @@ def main(argv: list[str] | None = None) -> int:
               "load_average": f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after",
               "model_path": str(args.model[0]), "keypoint_source": args.keypoints,
               "source": f"{args.video.name} frames {args.start_frame}-{args.start_frame + len(first) - 1}",
-              "settings": [summarise_setting(backend, imgsz, rows, tile) for (backend, imgsz, tile), rows in
-                           runs.items()],
+              "settings": settings,
               "stages": summarise_stages(first), "pose": pose,
-              "frames": {summarise_setting(backend, imgsz, rows, tile)["setting"]: rows
-                         for (backend, imgsz, tile), rows in runs.items()}}
+              "frames": {setting["setting"]: rows for setting, rows in zip(settings, runs.values(), strict=True)}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmark.json").write_text(json.dumps(result, indent=2))
     plot(first, args.out / "pipeline_stages.png")
